@@ -1,0 +1,132 @@
+"""Shared config pieces and the ``:key=value,flag`` string-argument parser of config files.
+
+Every config file defines ``get_config(arg: str | None = None) -> ml_collections.ConfigDict`` and
+returns it LOCKED (``config_flags`` then rejects a typo such as ``--config.train.stpes=3``).
+Field meanings, with "0" or "" meaning "derive it":
+
+- ``mode``: generate_data | supervised | eval | search_and_learn | ttt | grpo | compare.
+- ``data``: the supervised TFDS dataset (``search.datasets``). ``data_dir=""`` is
+  ``<workdir>/../data``; ``name=""`` is derived from class, size and seed.
+- ``tokenizer``: ``nnx_models.tokenizer.TokenizerConfig`` fields except ``n_max`` (taken from the
+  problem class's rules so model, tokenizer and game always agree).
+- ``model``: ``preset`` (``smollm2_135m`` | ``smollm2_360m`` | ``smollm2_1p7b``) or ``depth`` plus
+  optional overrides of ``ModelConfig.from_depth``; zeros keep the depth rule's values.
+- ``train``: optimizer (see ``train/optim.py``), batch, loss weights, logging cadence.
+- ``checkpoint``: every K optimizer updates, keep last N, async.
+- ``mesh``: ``data``, ``fsdp``, ``tensor`` sizes, one may be -1 (see ``train/mesh.py``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import ml_collections
+
+MODES = ("generate_data", "supervised", "eval", "search_and_learn", "ttt", "grpo", "compare")
+PRESETS = ("smollm2_135m", "smollm2_360m", "smollm2_1p7b")
+
+
+def parse_arg(arg: str | None, defaults: Mapping[str, Any]) -> dict[str, Any]:
+    """``"size=d2,runlocal"`` -> ``{"size": "d2", "runlocal": True, <other defaults>}``.
+
+    A bare key is the boolean True. Values are cast to the type of their default. Unknown keys
+    raise ValueError naming the allowed keys.
+    """
+    out = dict(defaults)
+    for item in filter(None, (s.strip() for s in (arg or "").split(","))):
+        key, sep, value = item.partition("=")
+        key = key.strip()
+        if key not in defaults:
+            raise ValueError(f"config argument {key!r} (in {arg!r}) is unknown; allowed keys: "
+                             f"{sorted(defaults)}.")
+        default = defaults[key]
+        if not sep:
+            if not isinstance(default, bool):
+                raise ValueError(f"config argument {key!r} needs a value, e.g. {key}={default}.")
+            out[key] = True
+        elif isinstance(default, bool):
+            if value.lower() not in ("true", "false", "1", "0"):
+                raise ValueError(f"config argument {key}={value!r}; allowed true/false.")
+            out[key] = value.lower() in ("true", "1")
+        else:
+            try:
+                out[key] = type(default)(value)
+            except ValueError as e:
+                raise ValueError(f"config argument {key}={value!r} is not a "
+                                 f"{type(default).__name__}.") from e
+    return out
+
+
+def parse_size(size: str) -> dict[str, Any]:
+    """``"d2"`` -> ``{"depth": 2}``; a preset name -> ``{"preset": name}``."""
+    if size in PRESETS:
+        return {"preset": size}
+    if size.startswith("d") and size[1:].isdigit() and int(size[1:]) >= 1:
+        return {"depth": int(size[1:]), "preset": ""}
+    raise ValueError(f"config argument size={size!r} is invalid; allowed d<K> with K >= 1 "
+                     f"(depth-scaled, d_model = 64*K) or one of {PRESETS}.")
+
+
+def base_config() -> ml_collections.ConfigDict:
+    """All fields every config has (unlocked; config files adjust, then ``lock()``)."""
+    c = ml_collections.ConfigDict()
+    c.name = "default"
+    c.mode = "supervised"
+    c.seed = 0
+    # jax.profiler trace of `profile_steps` steps starting at step `profile_start` (after compile).
+    c.profile_steps = 0
+    c.profile_start = 3
+
+    c.data = ml_collections.ConfigDict(dict(
+        data_dir="", name="", problem_class="g24", num_problems=200, eval_num_problems=50,
+        seed=0, shuffle_seed=0, eval_batches=4))
+    c.tokenizer = ml_collections.ConfigDict(dict(
+        number_encoding="digits", max_digits=3, whole_max=100))
+    c.model = ml_collections.ConfigDict(dict(
+        preset="", depth=1, d_model=0, num_heads=0, num_kv_heads=0, head_dim=0, mlp_dim=0,
+        mlp="", head_hidden=0, tie_embeddings=False, shared_backbone=True, scan_layers=False,
+        dtype="float32", param_dtype="float32"))
+    c.train = ml_collections.ConfigDict(dict(
+        steps=200, batch_size=64, grad_accum_steps=1, learning_rate=3e-3, warmup_steps=20,
+        min_lr_ratio=0.1, weight_decay=0.01, b1=0.9, b2=0.95, eps=1e-8, grad_clip_norm=1.0,
+        policy_weight=1.0, value_weight=1.0, value_loss="bce", log_every=10, eval_every=50,
+        peak_flops_per_device=0.0))
+    c.checkpoint = ml_collections.ConfigDict(dict(every=100, keep=3, async_save=True))
+    c.mesh = ml_collections.ConfigDict(dict(data=-1, fsdp=1, tensor=1))
+    return c
+
+
+def apply_size(c: ml_collections.ConfigDict, size: str) -> None:
+    for k, v in parse_size(size).items():
+        c.model[k] = v
+
+
+def runlocal(c: ml_collections.ConfigDict) -> None:
+    """Shrinks any config to a CPU smoke test of a few steps (keeps the model family)."""
+    c.data.num_problems, c.data.eval_num_problems, c.data.eval_batches = 50, 20, 1
+    c.train.steps, c.train.batch_size, c.train.warmup_steps = 10, 8, 2
+    c.train.log_every, c.train.eval_every = 2, 5
+    c.checkpoint.every = 5
+    c.model.dtype = "float32"
+
+
+def smollm2_config(preset: str, arg: str | None, batch_size: int, learning_rate: float,
+                   steps: int) -> ml_collections.ConfigDict:
+    """The SmolLM2-shaped GPU/TPU runs (see ``smollm2_*.py``); ``runlocal`` shrinks to CPU size."""
+    args = parse_arg(arg, {"runlocal": False})
+    c = base_config()
+    c.name = preset
+    c.model.preset = preset
+    c.model.dtype, c.model.param_dtype = "bfloat16", "float32"  # bf16 compute, fp32 master
+    c.data.problem_class = "g24"
+    c.data.num_problems, c.data.eval_num_problems, c.data.eval_batches = 20000, 1000, 8
+    c.train.steps, c.train.batch_size, c.train.learning_rate = steps, batch_size, learning_rate
+    c.train.warmup_steps, c.train.log_every, c.train.eval_every = 500, 50, 1000
+    c.checkpoint.every, c.checkpoint.keep = 1000, 3
+    c.mesh.data, c.mesh.fsdp, c.mesh.tensor = 1, -1, 1  # ZeRO-3 over all devices
+    if args["runlocal"]:
+        runlocal(c)
+        c.mesh.data, c.mesh.fsdp = -1, 1
+    c.lock()
+    return c

@@ -1,0 +1,158 @@
+"""Metric writers: TensorBoard (tensorboardX, no TensorFlow), ``metrics.jsonl``, a tqdm bar, MFU.
+
+Writers are active on process 0 only (other processes get no-op writers), as in big_vision/nanodo.
+``metrics.jsonl`` holds one JSON object per write: ``{"step": int, "time": unix_s, <name>: float}``;
+it is appended to on resume, so a resumed run has one continuous log (steps between the last
+checkpoint and a crash are logged twice: ``read_jsonl`` keeps the later row).
+
+MFU = achieved model FLOPs/s / (peak FLOPs/s per device * devices). Achieved FLOPs use
+``scaling.flops.train_flops_per_token`` (6N plus the attention term). The peak table holds dense
+bf16 tensor-core figures from vendor spec sheets; unknown devices (e.g. CPU) report no MFU unless
+``config.train.peak_flops_per_device`` is set.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import time
+from collections import defaultdict
+from collections.abc import Iterator, Mapping
+
+import jax
+
+# Dense bf16 peak FLOP/s per device (no sparsity). Keys are matched as substrings of the lower-cased
+# jax device_kind, longest key first.
+PEAK_FLOPS: dict[str, float] = {
+    "h200": 989e12,
+    "h100": 989e12,  # SXM; the PCIe part is 756e12
+    "gh200": 989e12,
+    "b200": 2250e12,
+    "a100": 312e12,
+    "l40s": 362e12,
+    "l4": 121e12,
+    "a10g": 125e12,
+    "v100": 125e12,
+    "tpu v6 lite": 918e12,  # v6e
+    "tpu v5 lite": 197e12,  # v5e
+    "tpu v5p": 459e12,
+    "tpu v5": 459e12,
+    "tpu v4": 275e12,
+    "tpu v3": 123e12,
+}
+
+
+def peak_flops_per_device(device_kind: str, override: float = 0.0) -> float | None:
+    """Peak bf16 FLOP/s of one device of this kind; ``override`` > 0 wins; None when unknown."""
+    if override > 0:
+        return float(override)
+    kind = device_kind.lower()
+    for key in sorted(PEAK_FLOPS, key=len, reverse=True):
+        if key in kind:
+            return PEAK_FLOPS[key]
+    return None
+
+
+def mfu(flops_per_second: float, device_kind: str, num_devices: int,
+        override: float = 0.0) -> float | None:
+    peak = peak_flops_per_device(device_kind, override)
+    if peak is None or num_devices < 1:
+        return None
+    return flops_per_second / (peak * num_devices)
+
+
+class PhaseTimer:
+    """Accumulates wall time per named phase: ``with timer("train"): ...``; ``pop()`` resets."""
+
+    def __init__(self) -> None:
+        self._totals: dict[str, float] = defaultdict(float)
+
+    @contextlib.contextmanager
+    def __call__(self, phase: str) -> Iterator[None]:
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            self._totals[phase] += time.perf_counter() - t0
+
+    def totals(self) -> dict[str, float]:
+        return dict(self._totals)
+
+    def pop(self) -> dict[str, float]:
+        """``{"time/<phase>_s": seconds}`` since the last pop."""
+        out = {f"time/{k}_s": v for k, v in self._totals.items()}
+        self._totals.clear()
+        return out
+
+
+class MetricWriter:
+    """TensorBoard + ``metrics.jsonl`` + console progress bar, on process 0 only."""
+
+    def __init__(self, workdir: str, total_steps: int, initial_step: int = 0,
+                 enabled: bool | None = None, progress: bool = True) -> None:
+        self.enabled = jax.process_index() == 0 if enabled is None else enabled
+        self._tb = self._jsonl = self._bar = None
+        if not self.enabled:
+            return
+        from tensorboardX import SummaryWriter  # local: only process 0 pays the import
+
+        os.makedirs(workdir, exist_ok=True)
+        self._tb = SummaryWriter(logdir=os.path.join(workdir, "tb"))
+        self._jsonl = open(os.path.join(workdir, "metrics.jsonl"), "a", encoding="utf-8")
+        if progress:
+            from tqdm.auto import tqdm
+
+            self._bar = tqdm(total=total_steps, initial=initial_step, unit="step",
+                             dynamic_ncols=True, desc="train")
+
+    def write(self, step: int, metrics: Mapping[str, float]) -> None:
+        if not self.enabled:
+            return
+        clean = {k: float(v) for k, v in metrics.items() if v is not None}
+        for k, v in clean.items():
+            if math.isfinite(v):
+                self._tb.add_scalar(k, v, step)
+        row = {"step": int(step), "time": time.time(),
+               **{k: (v if math.isfinite(v) else str(v)) for k, v in clean.items()}}
+        self._jsonl.write(json.dumps(row) + "\n")
+        self._jsonl.flush()
+        if self._bar is not None:
+            shown = {k.split("/")[-1]: f"{clean[k]:.4g}" for k in
+                     ("train/loss", "eval/loss", "perf/tokens_per_s") if k in clean}
+            self._bar.set_postfix(shown, refresh=False)
+
+    def advance(self, step: int) -> None:
+        """Moves the progress bar to ``step`` (ETA comes from tqdm's rate estimate)."""
+        if self._bar is not None and step > self._bar.n:
+            self._bar.update(step - self._bar.n)
+
+    def text(self, tag: str, text: str, step: int = 0) -> None:
+        if self.enabled:
+            self._tb.add_text(tag, text, step)
+
+    def flush(self) -> None:
+        if self.enabled:
+            self._tb.flush()
+            self._jsonl.flush()
+
+    def close(self) -> None:
+        if self.enabled:
+            if self._bar is not None:
+                self._bar.close()
+            self._tb.close()
+            self._jsonl.close()
+            self.enabled = False
+
+
+def read_jsonl(path: str) -> list[dict]:
+    """Rows of a ``metrics.jsonl`` merged per step (train and eval rows of one step become one
+    dict; a step repeated after a resume keeps the later values), sorted by step."""
+    by_step: dict[int, dict] = {}
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            if line.strip():
+                row = json.loads(line)
+                by_step.setdefault(row["step"], {}).update(row)
+    return [by_step[s] for s in sorted(by_step)]
