@@ -1,0 +1,110 @@
+"""Transformer building blocks (Llama convention, so HF checkpoints map 1:1).
+
+Every parameter carries logical axis names in its ``out_sharding`` metadata (``embed``, ``vocab``,
+``heads``, ``kv_heads``, ``head_dim``, ``mlp``, ``norm``; ``layers`` is added by scan); the mapping to
+mesh axes lives in ``nnx_models.sharding``. Parameters are created unsharded (eager sharding off) so
+the model builds without a mesh; sharded init goes through ``sharding.init_sharded``.
+
+Compute dtype: weights are cast to ``cfg.compute_dtype`` at use (fp32 master weights with bf16
+compute); RMSNorm statistics and softmax run in fp32.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from nnx_models.config import ModelConfig
+
+
+def make_param(rngs: nnx.Rngs | None, shape, names: tuple, cfg: ModelConfig, std: float | None = None,
+               value: float | None = None) -> nnx.Param:
+    """A parameter with logical axis names; normal(std) init, or a constant when ``value`` is set."""
+    if value is not None:
+        x = jnp.full(shape, value, cfg.weight_dtype)
+    else:
+        x = (std if std is not None else cfg.init_std) * jax.random.normal(rngs.params(), shape)
+        x = x.astype(cfg.weight_dtype)
+    return nnx.Param(x, out_sharding=names, eager_sharding=False)
+
+
+class RMSNorm(nnx.Module):
+    def __init__(self, cfg: ModelConfig, dim: int | None = None):
+        self.eps = cfg.norm_eps
+        self.scale = make_param(None, (dim or cfg.d_model,), ("norm",), cfg, value=1.0)
+
+    def __call__(self, x):
+        x32 = x.astype(jnp.float32)
+        y = x32 * jax.lax.rsqrt(jnp.mean(x32 * x32, axis=-1, keepdims=True) + self.eps)
+        return (y * self.scale[...].astype(jnp.float32)).astype(x.dtype)
+
+
+def rope_tables(seq_len: int, head_dim: int, theta: float) -> tuple[jax.Array, jax.Array]:
+    """cos, sin: float32[L, head_dim] in the HF "rotate_half" layout (frequencies repeated)."""
+    inv = 1.0 / (theta ** (np.arange(0, head_dim, 2, dtype=np.float64) / head_dim))
+    ang = np.arange(seq_len, dtype=np.float64)[:, None] * inv[None, :]  # [L, hd/2]
+    ang = np.concatenate([ang, ang], axis=-1)
+    return jnp.asarray(np.cos(ang), jnp.float32), jnp.asarray(np.sin(ang), jnp.float32)
+
+
+def apply_rope(x_BxLxHxD, cos_LxD, sin_LxD):
+    half = x_BxLxHxD.shape[-1] // 2
+    x32 = x_BxLxHxD.astype(jnp.float32)
+    rot = jnp.concatenate([-x32[..., half:], x32[..., :half]], axis=-1)
+    out = x32 * cos_LxD[:, None, :] + rot * sin_LxD[:, None, :]
+    return out.astype(x_BxLxHxD.dtype)
+
+
+class Attention(nnx.Module):
+    """Causal multi-head attention with grouped KV heads through ``jax.nn.dot_product_attention``."""
+
+    def __init__(self, cfg: ModelConfig, *, rngs: nnx.Rngs):
+        d, h, kv, hd = cfg.d_model, cfg.num_heads, cfg.num_kv_heads, cfg.head_dim
+        self.cfg = cfg
+        self.wq = make_param(rngs, (d, h, hd), ("embed", "heads", "head_dim"), cfg)
+        self.wk = make_param(rngs, (d, kv, hd), ("embed", "kv_heads", "head_dim"), cfg)
+        self.wv = make_param(rngs, (d, kv, hd), ("embed", "kv_heads", "head_dim"), cfg)
+        self.wo = make_param(rngs, (h, hd, d), ("heads", "head_dim", "embed"), cfg)
+
+    def __call__(self, x_BxLxD, cos, sin):
+        dt = self.cfg.compute_dtype
+        proj = lambda w: jnp.einsum("bld,dhk->blhk", x_BxLxD, w[...].astype(dt))
+        q, k, v = proj(self.wq), proj(self.wk), proj(self.wv)  # [B, L, H(kv), hd]
+        q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+        out = jax.nn.dot_product_attention(q, k, v, is_causal=True)  # [B, L, H, hd]
+        return jnp.einsum("blhk,hkd->bld", out, self.wo[...].astype(dt))
+
+
+class MLP(nnx.Module):
+    def __init__(self, cfg: ModelConfig, *, rngs: nnx.Rngs):
+        self.cfg = cfg
+        d, f = cfg.d_model, cfg.mlp_dim
+        if cfg.mlp == "swiglu":
+            self.w_gate = make_param(rngs, (d, f), ("embed", "mlp"), cfg)
+        self.w_up = make_param(rngs, (d, f), ("embed", "mlp"), cfg)
+        self.w_down = make_param(rngs, (f, d), ("mlp", "embed"), cfg)
+
+    def __call__(self, x_BxLxD):
+        dt = self.cfg.compute_dtype
+        up = x_BxLxD @ self.w_up[...].astype(dt)
+        if self.cfg.mlp == "swiglu":
+            hid = jax.nn.silu(x_BxLxD @ self.w_gate[...].astype(dt)) * up
+        else:
+            hid = jnp.square(jax.nn.relu(up))
+        return hid @ self.w_down[...].astype(dt)
+
+
+class Block(nnx.Module):
+    """Pre-norm residual block: x + attn(norm(x)); x + mlp(norm(x))."""
+
+    def __init__(self, cfg: ModelConfig, *, rngs: nnx.Rngs):
+        self.attn_norm = RMSNorm(cfg)
+        self.attn = Attention(cfg, rngs=rngs)
+        self.mlp_norm = RMSNorm(cfg)
+        self.mlp = MLP(cfg, rngs=rngs)
+
+    def __call__(self, x_BxLxD, cos, sin):
+        x_BxLxD = x_BxLxD + self.attn(self.attn_norm(x_BxLxD), cos, sin)
+        return x_BxLxD + self.mlp(self.mlp_norm(x_BxLxD))

@@ -1,0 +1,79 @@
+"""The policy/value network: tokens -> (action logits, value logit) in one forward pass.
+
+``shared_backbone=True``: one transformer, both heads read its hidden states.
+``shared_backbone=False``: a policy transformer and a separate value transformer (as the seed's
+separate SmolLM2 policy and value models); ``lm_logits`` uses the policy network.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import optax
+from flax import nnx
+
+from nnx_models import tokenizer
+from nnx_models.config import ModelConfig
+from nnx_models.heads import PairHead, ValueHead, gather_positions
+from nnx_models.transformer import Transformer
+
+
+class PolicyValueNet(nnx.Module):
+    """``__call__(tokens_BxL) -> (logits_BxA float32, value_logit_B float32)``.
+
+    tok_cfg: the state encoding the model reads by default (``TokenizerConfig(n_max=cfg.n_max)`` if
+    None). Any other TokenizerConfig with the same vocabulary can be passed to ``__call__`` (e.g. a
+    larger n_max): the pair head reads whichever slot positions that encoding defines.
+    """
+
+    def __init__(self, cfg: ModelConfig, tok_cfg: tokenizer.TokenizerConfig | None = None, *,
+                 rngs: nnx.Rngs | None = None):
+        rngs = rngs if rngs is not None else nnx.Rngs(0)
+        tok_cfg = tok_cfg or tokenizer.TokenizerConfig(n_max=cfg.n_max)
+        if tok_cfg.vocab_size > cfg.vocab_size:
+            raise ValueError(
+                f"ModelConfig.vocab_size={cfg.vocab_size} is smaller than the tokenizer's vocabulary "
+                f"({tok_cfg.vocab_size}); set vocab_size >= {tok_cfg.vocab_size}."
+            )
+        self.cfg, self.tok_cfg = cfg, tok_cfg
+        self.backbone = Transformer(cfg, rngs=rngs)
+        if not cfg.shared_backbone:
+            self.value_backbone = Transformer(cfg, rngs=rngs)
+        self.policy_head = PairHead(cfg, rngs=rngs)
+        self.value_head = ValueHead(cfg, rngs=rngs)
+
+    def _check(self, tokens_BxL, tok_cfg):
+        want = tokenizer.seq_len(tok_cfg)
+        if tokens_BxL.ndim != 2 or tokens_BxL.shape[1] != want:
+            raise ValueError(
+                f"tokens shape {tokens_BxL.shape} does not match the encoding: expected [B, {want}] "
+                f"for TokenizerConfig(n_max={tok_cfg.n_max}, {tok_cfg.number_encoding})."
+            )
+
+    def __call__(self, tokens_BxL: jax.Array, tok_cfg: tokenizer.TokenizerConfig | None = None):
+        tok_cfg = tok_cfg or self.tok_cfg
+        self._check(tokens_BxL, tok_cfg)
+        slots, summary = tokenizer.slot_positions(tok_cfg), tokenizer.summary_position(tok_cfg)
+        h = self.backbone.hidden(tokens_BxL)  # [B, L, D]
+        logits_BxA = self.policy_head(gather_positions(h, slots), h[:, summary])
+        hv = h if self.cfg.shared_backbone else self.value_backbone.hidden(tokens_BxL)
+        value_logit_B = self.value_head(hv[:, summary])
+        return logits_BxA, value_logit_B
+
+    def lm_logits(self, tokens_BxL: jax.Array) -> jax.Array:
+        """Next-token logits float32[B, L, V] of the (policy) backbone."""
+        return self.backbone(tokens_BxL)
+
+
+def lm_loss(model: PolicyValueNet | Transformer, tokens_BxL: jax.Array, mask_BxL: jax.Array):
+    """Mean next-token cross-entropy over positions where ``mask`` is True.
+
+    ``mask[b, t]`` marks token t as a prediction target (predicted from tokens < t), which is what
+    ``tokenizer.encode_trace`` returns. Returns (loss, number of predicted tokens).
+    """
+    logits = model.lm_logits(tokens_BxL) if isinstance(model, PolicyValueNet) else model(tokens_BxL)
+    logits, targets = logits[:, :-1], tokens_BxL[:, 1:]
+    w = mask_BxL[:, 1:].astype(jnp.float32)
+    ce = optax.softmax_cross_entropy_with_integer_labels(logits, targets)  # [B, L-1]
+    count = w.sum()
+    return (ce * w).sum() / jnp.maximum(count, 1.0), count
