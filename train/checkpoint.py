@@ -17,6 +17,7 @@ Why these choices:
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import threading
@@ -25,6 +26,17 @@ from typing import Any
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
+from absl import logging as absl_logging
+
+
+class _QuietOrbax(logging.Filter):
+    """Orbax logs a dozen INFO lines per save; keep its warnings, drop its chatter."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno >= logging.WARNING or "/orbax/" not in record.pathname
+
+
+absl_logging.get_absl_logger().addFilter(_QuietOrbax())
 
 
 def ensure_writable(workdir: str) -> None:
@@ -48,9 +60,9 @@ class Checkpointer:
             raise ValueError(f"config.checkpoint.every={every} is out of range; allowed >= 1.")
         if keep < 1:
             raise ValueError(f"config.checkpoint.keep={keep} is out of range; allowed >= 1.")
-        self.directory = os.path.abspath(directory)
+        self.directory, self.every = os.path.abspath(directory), every
         options = ocp.CheckpointManagerOptions(
-            save_interval_steps=every, max_to_keep=keep, create=True,
+            max_to_keep=keep, create=True,
             enable_async_checkpointing=async_save, cleanup_tmp_directories=True)
         self._mngr = ocp.CheckpointManager(self.directory, options=options,
                                            item_names=("state", "meta"))
@@ -62,17 +74,18 @@ class Checkpointer:
         return list(self._mngr.all_steps())
 
     def should_save(self, step: int) -> bool:
-        return self._mngr.should_save(step)
+        """Every ``every`` steps (orbax's own policy would also save the very first step)."""
+        return step % self.every == 0
 
     def reached_preemption(self, step: int) -> bool:
         return self._mngr.reached_preemption(step)
 
-    def save(self, step: int, state: Any, meta: dict, force: bool = False) -> bool:
-        """Starts an (async) save if ``step`` is due or ``force``; returns whether it started."""
+    def save(self, step: int, state: Any, meta: dict) -> bool:
+        """Starts an (async) save of ``step`` unless it exists; returns whether it started."""
         if step in self.all_steps():
-            return False  # e.g. a forced final save right after a periodic one
+            return False  # e.g. the final save right after a periodic one
         return self._mngr.save(step, args=ocp.args.Composite(
-            state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)), force=force)
+            state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)), force=True)
 
     def restore(self, step: int, abstract_state: Any) -> tuple[Any, dict]:
         """Restores ``step`` into the shapes/dtypes/shardings of ``abstract_state``."""

@@ -80,7 +80,7 @@ def base_config() -> ml_collections.ConfigDict:
 
     c.data = ml_collections.ConfigDict(dict(
         data_dir="", name="", problem_class="g24", num_problems=200, eval_num_problems=50,
-        seed=0, shuffle_seed=0, eval_batches=4))
+        seed=0, shuffle_seed=0, eval_batches=4, generate_if_missing=True))
     c.tokenizer = ml_collections.ConfigDict(dict(
         number_encoding="digits", max_digits=3, whole_max=100))
     c.model = ml_collections.ConfigDict(dict(

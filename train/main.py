@@ -1,0 +1,66 @@
+r"""Entry point: ``python -m train.main --config=train/configs/<name>.py[:arg] --workdir=DIR``.
+
+    python -m train.main --config=train/configs/default.py --workdir=runs/default
+    python -m train.main --config=train/configs/default.py:size=d2 --workdir=runs/d2 \
+        --config.train.steps=500 --mode=supervised
+
+``--mode`` (default: ``config.mode``) is one of generate_data | supervised | eval |
+search_and_learn | ttt | grpo | compare. The work happens in importable functions
+(``train.supervised.train_and_evaluate(config, workdir)``) that notebooks and tests call too.
+Configs are locked: a misspelt ``--config.x.y`` override is an error. Bad input exits with
+status 2 and a one-line message naming the field (``--traceback`` shows the full stack).
+"""
+
+import sys
+
+from absl import app, flags, logging
+from ml_collections import config_flags
+
+from train.configs.common import MODES
+
+_CONFIG = config_flags.DEFINE_config_file("config", None, "Config file (train/configs/*.py[:arg]).",
+                                          lock_config=True)
+_WORKDIR = flags.DEFINE_string("workdir", None, "Run directory (checkpoints, metrics, run.json).")
+_MODE = flags.DEFINE_enum("mode", None, MODES, "What to run; defaults to config.mode.")
+_TRACEBACK = flags.DEFINE_bool("traceback", False, "Show the full stack on bad-input errors.")
+flags.mark_flags_as_required(["config", "workdir"])
+
+
+def run(mode: str, config, workdir: str) -> object:
+    """Dispatches ``mode``; imports lazily so ``generate_data`` needs no model code."""
+    if mode == "generate_data":
+        from train import data
+
+        return data.generate(config, workdir)
+    if mode == "supervised":
+        from train import supervised
+
+        return supervised.train_and_evaluate(config, workdir)
+    if mode == "eval":
+        from train import supervised
+
+        return supervised.evaluate_checkpoint(config, workdir)
+    raise NotImplementedError(f"--mode={mode} is not implemented yet; implemented modes: "
+                              "generate_data, supervised, eval.")
+
+
+def main(argv: list[str]) -> None:
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments {argv[1:]}; use --flag=value.")
+    mode = _MODE.value or _CONFIG.value.mode
+    if mode not in MODES:
+        raise app.UsageError(f"config.mode={mode!r} is unknown; allowed {MODES}.")
+    try:
+        result = run(mode, _CONFIG.value, _WORKDIR.value)
+    except (ValueError, FileNotFoundError, NotImplementedError, FloatingPointError) as e:
+        if _TRACEBACK.value:
+            raise
+        logging.error("%s: %s", type(e).__name__, e)
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
+    logging.info("done: %s", result)
+    print(f"[train] {mode} done: {result}", flush=True)
+
+
+if __name__ == "__main__":
+    app.run(main)

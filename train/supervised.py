@@ -1,0 +1,269 @@
+"""Supervised training of the policy/value network on solver labels: ``train_and_evaluate``.
+
+One call runs (or resumes) a whole run in ``workdir``:
+``config.json``, ``checkpoints/<update>/``, ``tb/`` (TensorBoard), ``metrics.jsonl``, ``run.json``,
+``profile/`` (with ``config.profile_steps``). Step numbers everywhere are optimizer UPDATES; with
+gradient accumulation each update consumes ``grad_accum_steps`` micro-batches.
+
+Failure behaviour: bad config -> ValueError before anything is written; a missing dataset ->
+FileNotFoundError naming the generate command (unless ``data.generate_if_missing``); a non-finite
+loss, gradient or parameter -> ``NonFiniteError`` without saving, so the newest checkpoint is the
+last good one; SIGTERM -> checkpoint at the next update, ``run.json``, clean return.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import jax
+import ml_collections
+import numpy as np
+from absl import logging
+
+from nnx_models import tokenizer
+from scaling import flops
+from search import problems
+from train import checkpoint as ckpt_lib
+from train import data as data_lib
+from train import mesh as mesh_lib
+from train import metrics as metrics_lib
+from train import optim, run_record, steps
+
+# Config sections that must match a workdir's checkpoints for a resume to make sense.
+RESUME_KEYS = ("model", "tokenizer", "data")
+
+
+class NonFiniteError(FloatingPointError):
+    """Raised when training produced NaN/inf; the newest checkpoint predates it."""
+
+
+def _as_dict(config) -> dict:
+    return config.to_dict() if isinstance(config, ml_collections.ConfigDict) else dict(config)
+
+
+def setup(config: Mapping[str, Any], workdir: str) -> dict:
+    """Validated pieces every mode needs: rules, tokenizer/model configs, mesh, optimizer."""
+    cfg = _as_dict(config)
+    cls = problems.get_class(cfg["data"]["problem_class"])
+    tok_cfg = tokenizer.TokenizerConfig(n_max=cls.rules.n_max, **cfg["tokenizer"])
+    model_cfg = steps.model_config(cfg["model"], tok_cfg)
+    mesh = mesh_lib.make_mesh(cfg["mesh"])
+    mesh_lib.check_batch_size(cfg["train"]["batch_size"], mesh)
+    tx = optim.make_optimizer(cfg["train"])
+    for key in ("log_every", "eval_every"):
+        if cfg["train"][key] < 1:
+            raise ValueError(f"config.train.{key}={cfg['train'][key]} is out of range; allowed >= 1.")
+    if cfg["train"]["value_loss"] not in ("bce", "mse"):
+        raise ValueError(f"config.train.value_loss={cfg['train']['value_loss']!r}; allowed "
+                         "'bce', 'mse'.")
+    return dict(cfg=cfg, rules=cls.rules, tok_cfg=tok_cfg, model_cfg=model_cfg, mesh=mesh, tx=tx,
+                seq_len=tokenizer.seq_len(tok_cfg))
+
+
+def _check_resume_config(workdir: str, cfg: dict) -> None:
+    """Refuses to resume a workdir whose checkpoints came from a different model/data config."""
+    path = os.path.join(workdir, "config.json")
+    if not os.path.exists(path):
+        return
+    with open(path, encoding="utf-8") as f:
+        old = json.load(f)
+    for key in RESUME_KEYS:
+        if old.get(key) != cfg[key]:
+            diff = sorted(k for k in set(old.get(key, {})) | set(cfg[key])
+                          if old.get(key, {}).get(k) != cfg[key].get(k))
+            raise ValueError(f"--workdir={workdir} holds a run with a different config.{key} "
+                             f"(fields {diff}); resume with the same config or use a new --workdir.")
+
+
+def _write_config(workdir: str, cfg: dict) -> None:
+    if jax.process_index() == 0:
+        tmp = os.path.join(workdir, f"config.json.tmp{os.getpid()}")
+        with open(tmp, "w", encoding="utf-8") as f:
+            json.dump(cfg, f, indent=2, sort_keys=True)
+        os.replace(tmp, os.path.join(workdir, "config.json"))
+
+
+def evaluate(eval_fn, params, eval_arrays, batch_size: int, mesh, max_batches: int) -> dict:
+    """Weighted means of the eval metrics over (up to ``max_batches`` of) the eval split."""
+    sums, w, wp = {}, 0.0, 0.0
+    for batch in data_lib.eval_batches(eval_arrays, batch_size, mesh, max_batches):
+        out = jax.device_get(eval_fn(params, batch))
+        for k, v in out["sums"].items():
+            sums[k] = sums.get(k, 0.0) + float(v)
+        w, wp = w + float(out["weight"]), wp + float(out["policy_weight"])
+    per_policy = ("policy_loss", "policy_acc")
+    return {f"eval/{k}": v / max(wp if k in per_policy else w, 1e-9) for k, v in sums.items()}
+
+
+def _checkpointer(cfg: dict, workdir: str) -> ckpt_lib.Checkpointer:
+    c = cfg["checkpoint"]
+    return ckpt_lib.Checkpointer(os.path.join(workdir, "checkpoints"), every=c["every"],
+                                 keep=c["keep"], async_save=c["async_save"])
+
+
+def evaluate_checkpoint(config, workdir: str) -> dict[str, float]:
+    """``--mode=eval``: eval-split metrics of the newest checkpoint in ``workdir``."""
+    s = setup(config, workdir)
+    cfg, mesh = s["cfg"], s["mesh"]
+    ckpt = _checkpointer(cfg, workdir)
+    latest = ckpt.latest_step()
+    if latest is None:
+        raise FileNotFoundError(f"no checkpoint in {ckpt.directory}; train first with "
+                                f"--mode=supervised --workdir={workdir}.")
+    _, eval_arrays = data_lib.load(cfg, workdir, s["tok_cfg"], s["rules"])
+    graphdef, abs_state, shardings, _ = steps.abstract_train_state(
+        s["model_cfg"], s["tok_cfg"], s["tx"], mesh, cfg["seed"])
+    state, _ = ckpt.restore(latest, abs_state)
+    ckpt.close()
+    loss_cfg = {k: cfg["train"][k] for k in ("policy_weight", "value_weight", "value_loss")}
+    eval_step = steps.jit_eval_step(graphdef, loss_cfg, shardings["params"], mesh)
+    out = evaluate(eval_step, state["params"], eval_arrays, cfg["train"]["batch_size"], mesh, 0)
+    return {**out, "update": latest}
+
+
+def _finite_or_raise(host_metrics: dict, update: int, ckpt: ckpt_lib.Checkpointer) -> None:
+    bad = {k: v for k, v in host_metrics.items() if not np.isfinite(v)}
+    if bad:
+        ckpt.wait()
+        last = ckpt.latest_step()
+        raise NonFiniteError(
+            f"non-finite training metrics {bad} by update {update}; stopped without saving. "
+            f"Last good checkpoint: {'none' if last is None else f'update {last}'} in "
+            f"{ckpt.directory}. Lower config.train.learning_rate or raise warmup_steps, then "
+            "rerun the same command to resume from it.")
+
+
+def train_and_evaluate(config, workdir: str) -> dict[str, float]:
+    """Trains (or resumes) the run in ``workdir``; returns the final metrics (see module doc)."""
+    t_start = time.time()
+    s = setup(config, workdir)
+    cfg, mesh, tx, seq_len = s["cfg"], s["mesh"], s["tx"], s["seq_len"]
+    tcfg = cfg["train"]
+    ckpt_lib.ensure_writable(workdir)
+    _check_resume_config(workdir, cfg)
+    timer = metrics_lib.PhaseTimer()
+    with timer("data_load"):
+        train_arrays, eval_arrays = data_lib.load(cfg, workdir, s["tok_cfg"], s["rules"])
+        loader = data_lib.Loader(train_arrays, tcfg["batch_size"], mesh, cfg["data"]["shuffle_seed"])
+    _write_config(workdir, cfg)
+    logging.info("mesh %s; model %s; %d train / %d eval examples, seq_len %d", mesh_lib.describe(mesh),
+                 s["model_cfg"], loader.size, len(eval_arrays["tokens"]), seq_len)
+
+    graphdef, abs_state, shardings, init = steps.abstract_train_state(
+        s["model_cfg"], s["tok_cfg"], tx, mesh, cfg["seed"])
+    ckpt = _checkpointer(cfg, workdir)
+    accum, total = tcfg["grad_accum_steps"], tcfg["steps"]
+    update, prior = 0, {"wall_time_s": 0.0, "metrics": {}}
+    if (latest := ckpt.latest_step()) is not None:
+        with timer("restore"):
+            state, meta = ckpt.restore(latest, abs_state)
+        update, prior = latest, meta
+        logging.info("resumed from %s at update %d (data position %d)", ckpt.directory, latest,
+                     meta["data_position"])
+    else:
+        with timer("init"):
+            state = init()
+
+    loss_cfg = {k: tcfg[k] for k in ("policy_weight", "value_weight", "value_loss")}
+    train_step = steps.jit_train_step(graphdef, tx, loss_cfg, shardings, mesh)
+    eval_step = steps.jit_eval_step(graphdef, loss_cfg, shardings["params"], mesh)
+    with timer("compile"):
+        compiled = train_step.lower(state, loader.batch(update * accum)).compile()
+    if jax.process_index() == 0:  # once per start: what the step needs per device
+        mem = compiled.memory_analysis()
+        logging.info("compiled train step memory: %s", mem)
+        print(f"[train] compiled train step memory stats: {mem}", flush=True)
+
+    counts = flops.param_counts(s["model_cfg"])
+    flops_per_token = flops.train_flops_per_token(s["model_cfg"], seq_len)
+    tokens_per_update = tcfg["batch_size"] * accum * seq_len
+    schedule = optim.make_schedule(tcfg)
+    device_kind, n_dev = jax.devices()[0].device_kind, jax.device_count()
+    writer = metrics_lib.MetricWriter(workdir, total, initial_step=update)
+    acc, n_acc, t_log, u_log = None, 0, time.perf_counter(), update
+    final: dict[str, float] = dict(prior.get("metrics", {}))
+    profiling, status = False, "completed"
+
+    def record(final_metrics):
+        wall = prior["wall_time_s"] + time.time() - t_start
+        return run_record.write_run_record(
+            workdir, name=cfg["name"], config=cfg, param_counts=counts,
+            flops_per_token=flops_per_token, tokens=update * tokens_per_update, steps=update,
+            final_metrics=final_metrics, wall_time_s=wall, extra={"seq_len": seq_len})
+
+    def perf(update: int, u_log: int, dt: float, phases: dict[str, float]) -> dict[str, float]:
+        """Throughput over the updates since the last log, eval/checkpoint time excluded."""
+        dt -= sum(phases.get(f"time/{k}_s", 0.0) for k in ("eval", "checkpoint"))
+        tok_s = (update - u_log) * tokens_per_update / max(dt, 1e-9)
+        out = {"train/learning_rate": float(schedule(update - 1)), "perf/tokens_per_s": tok_s,
+               "perf/steps_per_s": (update - u_log) / max(dt, 1e-9),
+               "perf/tokens": update * tokens_per_update,
+               "perf/train_flops": update * tokens_per_update * flops_per_token, **phases}
+        util = metrics_lib.mfu(tok_s * flops_per_token, device_kind, n_dev,
+                               tcfg["peak_flops_per_device"])
+        return out if util is None else {**out, "perf/mfu": util}
+
+    def save() -> None:
+        with timer("checkpoint"):
+            meta = {"data_position": update * accum, "update": update,
+                    "tokens": update * tokens_per_update, "metrics": final,
+                    "wall_time_s": prior["wall_time_s"] + time.time() - t_start}
+            ckpt.save(update, state, meta)
+
+    with ckpt_lib.PreemptionGuard() as guard:
+        while update < total:
+            if cfg["profile_steps"] > 0 and update == cfg["profile_start"] and writer.enabled:
+                jax.profiler.start_trace(os.path.join(workdir, "profile"))
+                profiling = True
+            for micro in range(update * accum, (update + 1) * accum):
+                with timer("data"):
+                    batch = loader.batch(micro)
+                with timer("train"):
+                    state, m = compiled(state, batch)
+                acc = m if acc is None else jax.tree.map(lambda a, b: a + b, acc, m)
+                n_acc += 1
+            update += 1
+            writer.advance(update)
+            if profiling and update >= cfg["profile_start"] + cfg["profile_steps"]:
+                jax.block_until_ready(state)
+                jax.profiler.stop_trace()
+                profiling = False
+            last = update == total
+            due_save = ckpt.should_save(update) or last or guard.requested or \
+                ckpt.reached_preemption(update)
+            if update % tcfg["log_every"] == 0 or last or due_save:
+                with timer("log"):
+                    host = {f"train/{k}": float(v) / n_acc for k, v in jax.device_get(acc).items()}
+                    _finite_or_raise(host, update, ckpt)
+                    host.update(perf(update, u_log, time.perf_counter() - t_log, timer.pop()))
+                    writer.write(update, host)
+                    final.update(host)
+                    acc, n_acc, t_log, u_log = None, 0, time.perf_counter(), update
+            if update % tcfg["eval_every"] == 0 or last:
+                with timer("eval"):
+                    ev = evaluate(eval_step, state["params"], eval_arrays, tcfg["batch_size"], mesh,
+                                  cfg["data"]["eval_batches"])
+                writer.write(update, ev)
+                final.update(ev)
+            if due_save:
+                save()
+            if guard.requested or ckpt.reached_preemption(update):
+                status = "preempted"
+                logging.warning("preemption signal: saved update %d; exiting cleanly", update)
+                break
+    if profiling:
+        jax.profiler.stop_trace()
+    if update == total and ckpt.latest_step() != total:
+        save()  # e.g. a resumed run that had already finished training
+    ckpt.close()
+    writer.close()
+    keep = ("train/loss", "train/policy_loss", "train/value_loss", "train/policy_acc",
+            "train/value_acc", "eval/loss", "eval/policy_loss", "eval/value_loss",
+            "eval/policy_acc", "eval/value_acc")
+    final_metrics = {k: final[k] for k in keep if k in final}
+    record(final_metrics)
+    return {**final_metrics, "status": status, "update": update}
