@@ -239,9 +239,12 @@ def reward(state: State, rules: Rules) -> jax.Array:
 def step(state: State, action: jax.Array, rules: Rules) -> State:
     """Play ``action`` (int32[...]) in every state. Only the chosen op is computed.
 
-    An illegal action (dead slot, division by zero, out of range, or a terminal state) sets
-    ``failed``: the episode is over and unsolved. The numbers are then left unchanged.
+    An illegal action (index outside 0..A-1, dead slot, division by zero, result out of range, or a
+    terminal state) sets ``failed``: the episode is over and unsolved. The numbers are then left
+    unchanged.
     """
+    in_range = (action >= 0) & (action < rules.num_actions)
+    action = jnp.where(in_range, action, 0)
     pairs = jnp.asarray(pair_table(rules.n_max))
     ij = pairs[action // NUM_OPS]  # [..., 2]
     op = action % NUM_OPS
@@ -250,7 +253,10 @@ def step(state: State, action: jax.Array, rules: Rules) -> State:
                                   get(state.num, 1), get(state.den, 1), rules)
     pick = lambda x: jnp.take_along_axis(x, op[..., None], axis=-1)[..., 0]
     rn, rd, ok = pick(num6), pick(den6), pick(ok6)
-    ok &= get(state.live, 0) & get(state.live, 1) & ~is_terminal(state, rules)
+    # A legal chosen move means some move exists, so only failed/solved can make the state terminal:
+    # this skips computing all A results (is_terminal) inside every step.
+    ok &= in_range & get(state.live, 0) & get(state.live, 1)
+    ok &= ~state.failed & ~is_solved(state, rules)
     slots = jnp.arange(rules.n_max)
     into_i = (slots == ij[..., :1]) & ok[..., None]
     kill_j = (slots == ij[..., 1:]) & ok[..., None]
@@ -303,6 +309,13 @@ def replay(numbers: Sequence[int], target, actions: Sequence[int], rules: Rules)
     exprs: list[str | None] = [_fmt(v) if v is not None else None for v in vals]
     target, legal = Fraction(target), True
     for a in actions:
+        done = [v for v in vals if v is not None]
+        if not rules.use_all and target in done:  # the engine ends the episode once solved
+            legal = False
+            break
+        if not 0 <= int(a) < rules.num_actions:
+            legal = False
+            break
         i, j, op = decode_action(int(a), rules.n_max)
         x, y = vals[i], vals[j]
         if x is None or y is None or (op == 4 and y == 0) or (op == 5 and x == 0):
