@@ -11,6 +11,8 @@ compute); RMSNorm statistics and softmax run in fp32.
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -23,11 +25,18 @@ def make_param(rngs: nnx.Rngs | None, shape, names: tuple, cfg: ModelConfig, std
                value: float | None = None) -> nnx.Param:
     """A parameter with logical axis names; normal(std) init, or a constant when ``value`` is set."""
     if value is not None:
-        x = jnp.full(shape, value, cfg.weight_dtype)
+        x = jnp.asarray(np.full(shape, value, np.float32), cfg.weight_dtype)  # no compile
     else:
-        x = (std if std is not None else cfg.init_std) * jax.random.normal(rngs.params(), shape)
-        x = x.astype(cfg.weight_dtype)
+        std = std if std is not None else cfg.init_std
+        x = _scaled_normal(rngs.params(), jnp.float32(std), tuple(shape), cfg.weight_dtype)
     return nnx.Param(x, out_sharding=names, eager_sharding=False)
+
+
+@functools.partial(jax.jit, static_argnums=(2, 3))
+def _scaled_normal(key, std, shape, dtype):
+    # One compiled op per shape instead of three eager ones: eager model construction on CPU is
+    # dominated by compiling these (seconds for a tiny model); under an outer jit it just inlines.
+    return (std * jax.random.normal(key, shape)).astype(dtype)
 
 
 class RMSNorm(nnx.Module):

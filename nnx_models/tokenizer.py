@@ -132,8 +132,9 @@ def encode_values(num, den, live, cfg: TokenizerConfig) -> jax.Array:
     return jnp.where(jnp.asarray(live)[..., None], field, dead).astype(jnp.int32)
 
 
+@functools.partial(jax.jit, static_argnums=1)
 def encode(state: game.State, cfg: TokenizerConfig) -> jax.Array:
-    """int32[..., L] tokens of a batch of states (any leading axes). Jittable, no host code."""
+    """int32[..., L] tokens of a batch of states (any leading axes). Jitted (static cfg)."""
     n = state.num.shape[-1]
     if n != cfg.n_max:
         raise ValueError(f"state has {n} slots but TokenizerConfig.n_max={cfg.n_max}; they must match.")
@@ -281,11 +282,6 @@ def load_config(path: str) -> TokenizerConfig:
         return TokenizerConfig(**json.load(f))
 
 
-@functools.lru_cache(maxsize=32)
-def _jit_encode(cfg: TokenizerConfig):
-    return jax.jit(functools.partial(encode, cfg=cfg))
-
-
 def encode_problems(numbers, targets, cfg: TokenizerConfig, rules: game.Rules) -> np.ndarray:
     """Host convenience: tokens of initial states built by ``game.new_state``."""
-    return np.asarray(_jit_encode(cfg)(game.new_state(numbers, targets, rules)))
+    return np.asarray(encode(game.new_state(numbers, targets, rules), cfg))

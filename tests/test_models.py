@@ -13,6 +13,7 @@ from nnx_models import sharding, tokenizer
 from search import game
 
 TINY = ModelConfig.from_depth(1, n_max=4)  # d_model 64, one head of dim 64, relu2 256
+fwd = jax.jit(lambda model, tokens: model(tokens))  # eager op-by-op forwards compile far more
 
 
 @pytest.fixture(scope="module")
@@ -62,10 +63,10 @@ def test_evaluate_contract_and_n_transfer(tiny, n_max):
 def test_shared_vs_separate_backbones():
     sep = PolicyValueNet(TINY.replace(shared_backbone=False), rngs=nnx.Rngs(0))
     tokens = tokenizer.encode(_states(4), sep.tok_cfg)
-    logits, value = sep(tokens)
+    logits, value = fwd(sep, tokens)
     # the policy depends only on the policy backbone: perturbing the value network leaves it alone
     sep.value_backbone.embed[...] = sep.value_backbone.embed[...] + 1.0
-    logits2, value2 = sep(tokens)
+    logits2, value2 = fwd(sep, tokens)
     np.testing.assert_array_equal(logits, logits2)
     assert not np.allclose(value, value2)
 
@@ -82,7 +83,7 @@ def test_scan_layers_equals_unrolled():
     nnx.replace_by_pure_dict(state, pure)
     nnx.update(scan, state)
     tokens = tokenizer.encode(_states(4), loop.tok_cfg)
-    for a, b in zip(loop(tokens), scan(tokens), strict=True):
+    for a, b in zip(fwd(loop, tokens), fwd(scan, tokens), strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
     specs = sharding.logical_specs(scan)
     assert tuple(specs["backbone"]["blocks"]["mlp"]["w_up"].get_value()) == ("layers", "embed", "mlp")
@@ -92,7 +93,7 @@ def test_bf16_compute_close_to_fp32(tiny):
     model, graphdef, params = tiny
     bf16 = PolicyValueNet(TINY.replace(dtype="bfloat16"), rngs=nnx.Rngs(0))
     tokens = tokenizer.encode(_states(4), model.tok_cfg)
-    (l32, v32), (l16, v16) = model(tokens), bf16(tokens)
+    (l32, v32), (l16, v16) = fwd(model, tokens), fwd(bf16, tokens)
     assert l16.dtype == jnp.float32 and bf16.backbone.embed[...].dtype == jnp.float32  # fp32 master
     np.testing.assert_allclose(l16, l32, atol=0.05)
     np.testing.assert_allclose(v16, v32, atol=0.05)
@@ -104,8 +105,8 @@ def test_lm_loss_matches_reference_and_trains(tiny):
     a = lambda i, j, op: game.encode_action(i, j, op, 4)
     tokens, mask = tokenizer.encode_trace(game.new_state([[8, 3, 8, 3]], [24], rules),
                                           jnp.array([[a(2, 3, 4), a(1, 2, 2), a(0, 1, 4)]]), cfg, rules)
-    loss, count = lm_loss(model, tokens, mask)
-    logits = np.asarray(model.lm_logits(tokens), np.float64)[0, :-1]
+    loss, count = jax.jit(lm_loss)(model, tokens, mask)
+    logits = np.asarray(jax.jit(lambda m, t: m.lm_logits(t))(model, tokens), np.float64)[0, :-1]
     logp = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
     nll = -logp[np.arange(len(logp)), np.asarray(tokens)[0, 1:]]
     m = np.asarray(mask)[0, 1:]
@@ -134,7 +135,7 @@ def test_sharded_init_matches_single_device():
     assert sharded.backbone.blocks[0].attn.wq[...].sharding.spec == \
         jax.sharding.PartitionSpec("fsdp", "tensor", None)
     tokens = tokenizer.encode(_states(4), sharded.tok_cfg)
-    for a, b in zip(make()(tokens), jax.jit(lambda m, t: m(t))(sharded, tokens), strict=True):
+    for a, b in zip(fwd(make(), tokens), fwd(sharded, tokens), strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
     with pytest.raises(ValueError, match="no rule"):
         sharding.logical_to_mesh({"w": jax.sharding.PartitionSpec("embd")})
