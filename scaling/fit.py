@@ -162,14 +162,14 @@ def _isoflop_points(log_n, loss, groups, budgets, method: str, warn: bool):
     lo = np.full(len(budgets), np.nan)
     coeffs = np.full((len(budgets), 3), np.nan)
     for k, idx in enumerate(groups):
-        if method == "lowest":
-            j = idx[np.argmin(loss[idx])]
-            v[k], lo[k] = log_n[j], loss[j]
-        elif np.unique(log_n[idx]).size < 3:
+        if np.unique(log_n[idx]).size < 3:  # same rule for both methods: comparable budgets
             if warn:
                 warnings.warn(f"budget C={budgets[k]:.3g} has {np.unique(log_n[idx]).size} "
-                              "distinct model size(s); a parabola needs >= 3, budget dropped.",
+                              "distinct model size(s); an optimum needs >= 3, budget dropped.",
                               stacklevel=3)
+        elif method == "lowest":
+            j = idx[np.argmin(loss[idx])]
+            v[k], lo[k] = log_n[j], loss[j]
         else:
             coeffs[k], v[k], lo[k] = _budget_vertex(log_n[idx], loss[idx], budgets[k], warn)
     return v, lo, coeffs
@@ -208,7 +208,7 @@ def fit_isoflops(params, flops, loss, *, method: str = "parabola", flops_per_par
         for idx in groups:
             draw = rng.choice(idx, idx.size)
             for _redraw in range(20):
-                if method == "lowest" or np.unique(log_n[draw]).size >= min(3, idx.size):
+                if np.unique(log_n[draw]).size >= min(3, idx.size):
                     break
                 draw = rng.choice(idx, idx.size)
             boot.append(draw)
@@ -274,7 +274,7 @@ class ParametricFit:
     theta: (e, a, b, alpha, beta) of the best start. objective: its summed Huber loss.
     converged: the best start met a stopping rule and >= 2 starts reached the same objective.
     num_starts / num_converged / num_at_best: grid size, starts that met a stopping rule, starts
-    within 1e-6 (relative) of the best objective. residuals: log L - log L_pred per point.
+    within 1e-6 (relative) of the best objective, starts dropped after screening. residuals: log L - log L_pred per point.
     samples: [B, 5] bootstrap (E, A, B, alpha, beta); ci: name -> (lo, hi) percentile interval.
     """
 
@@ -284,6 +284,7 @@ class ParametricFit:
     num_starts: int
     num_converged: int
     num_at_best: int
+    num_pruned: int
     residuals: np.ndarray
     samples: np.ndarray | None = None
     ci: dict | None = None
@@ -321,19 +322,16 @@ class ParametricFit:
         return out
 
 
-def _best_rows(res: lbfgs.BatchedResult, groups: int) -> np.ndarray:
-    """Index of the lowest finite objective within each of ``groups`` consecutive row blocks."""
-    f = np.where(np.isfinite(res.fun), res.fun, np.inf).reshape(groups, -1)
-    return np.argmin(f, axis=1) + np.arange(groups) * f.shape[1]
-
-
 def fit_parametric(params, tokens, loss, *, delta: float = 1e-3, init_grid=None,
                    bootstrap: int = 100, level: float = 0.95, seed: int = 0,
-                   max_iter: int = 2000) -> ParametricFit:
+                   max_iter: int = 2000, screen_iter: int = 200,
+                   prune_factor: float = 2.0) -> ParametricFit:
     """Chinchilla approach 3 (see the module docstring); all grid starts run as one batch.
 
-    Bootstrap replicates resample the points (multinomial weights) and restart from the full-data
-    optimum and from the next two best distinct local optima of the grid.
+    Every grid start runs ``screen_iter`` iterations; those still running then at more than
+    ``prune_factor`` times the best objective so far are dropped (counted in ``num_pruned``), the
+    rest run to convergence or ``max_iter``. Bootstrap replicates resample the points (multinomial
+    weights, all replicates one batch) and restart from the full-data optimum.
     """
     n = as_positive("params", params, 5)
     d = as_positive("tokens", tokens, 5)
@@ -347,33 +345,40 @@ def fit_parametric(params, tokens, loss, *, delta: float = 1e-3, init_grid=None,
         raise ValueError(f"{n.size} points for {len(PARAM_NAMES)} parameters; need more points.")
     grid = epoch_init_grid() if init_grid is None else np.asarray(init_grid, np.float64)
     log_n, log_d, log_l = np.log(n), np.log(d), np.log(lo)
-    opts = dict(max_iter=max_iter, ftol=1e-10, gtol=1e-9, f_scale=1e-6)
-    res = lbfgs.minimize(huber_logsumexp_objective(log_n, log_d, log_l, delta), grid, **opts)
-    f = np.where(np.isfinite(res.fun), res.fun, np.inf)
+    opts = dict(ftol=1e-10, gtol=1e-9, f_scale=1e-6)
+    fun = huber_logsumexp_objective(log_n, log_d, log_l, delta)
+    res = lbfgs.minimize(fun, grid, max_iter=screen_iter, **opts)
+    # Starts still running after `screen_iter` iterations at > prune_factor x the best objective
+    # so far are crawling along a plateau where one term has vanished; only the others continue.
+    f_now = np.where(np.isfinite(res.fun), res.fun, np.inf)
+    going = res.status == lbfgs.STATUS_MAX_ITER
+    cont = np.flatnonzero(going & (f_now <= prune_factor * f_now.min() + 1e-12))
+    num_pruned = int(going.sum() - cont.size)
+    x, fv, status = res.x.copy(), res.fun.copy(), res.status.copy()
+    if cont.size:
+        more = lbfgs.minimize(fun, res.x[cont], max_iter=max_iter, **opts)
+        x[cont], fv[cont], status[cont] = more.x, more.fun, more.status
+    f = np.where(np.isfinite(fv), fv, np.inf)
+    converged_rows = status <= lbfgs.STATUS_CONVERGED_G
     best = int(np.argmin(f))
     at_best = np.abs(f - f[best]) <= 1e-6 * abs(f[best]) + 1e-15
-    converged = bool(res.converged[at_best].any() and at_best.sum() >= 2)
+    converged = bool(converged_rows[at_best].any() and at_best.sum() >= 2)
     if not converged:
         warnings.warn(f"approach-3 fit not converged: {int(at_best.sum())} of {len(grid)} starts "
                       f"reach the best objective {f[best]:.4g}, statuses "
-                      f"{np.bincount(res.status[at_best]).tolist()}.", stacklevel=2)
-    theta = res.x[best]
-    resid = log_l - np.log(ParametricFit(theta, 0, True, 0, 0, 0, None).predict(n, d))
+                      f"{np.bincount(status[at_best]).tolist()}.", stacklevel=2)
+    theta = x[best]
+    resid = log_l - np.log(ParametricFit(theta, 0, True, 0, 0, 0, 0, None).predict(n, d))
     samples = ci = None
     if bootstrap > 0:
-        # Distinct local optima (rounded objective) as extra starts guard against a replicate whose
-        # optimum jumps basins.
-        _, first = np.unique(np.round(f / max(f[best], 1e-300), 4), return_index=True)
-        starts = res.x[first[np.argsort(f[first])][:3]]
         rng = np.random.default_rng(seed)
-        counts = rng.multinomial(n.size, np.full(n.size, 1 / n.size), size=bootstrap)
-        w = np.repeat(counts, len(starts), axis=0)  # [B * starts, M]
-        fun = huber_logsumexp_objective(log_n, log_d, log_l, delta, w)
-        bres = lbfgs.minimize(fun, np.tile(starts, (bootstrap, 1)), **opts)
-        th = bres.x[_best_rows(bres, bootstrap)]
+        counts = rng.multinomial(n.size, np.full(n.size, 1 / n.size), size=bootstrap)  # [B, M]
+        fun_b = huber_logsumexp_objective(log_n, log_d, log_l, delta, counts)
+        th = lbfgs.minimize(fun_b, np.tile(theta, (bootstrap, 1)), max_iter=max_iter, **opts).x
         samples = np.column_stack([np.exp(th[:, :3]), th[:, 3:]])
         ci = {k: tuple(float(v) for v in percentile_ci(samples[:, i], level))
               for i, k in enumerate(PARAM_NAMES)}
     return ParametricFit(theta=theta, objective=float(f[best]), converged=converged,
-                         num_starts=len(grid), num_converged=int(res.converged.sum()),
-                         num_at_best=int(at_best.sum()), residuals=resid, samples=samples, ci=ci)
+                         num_starts=len(grid), num_converged=int(converged_rows.sum()),
+                         num_at_best=int(at_best.sum()), num_pruned=num_pruned,
+                         residuals=resid, samples=samples, ci=ci)

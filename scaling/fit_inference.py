@@ -21,8 +21,9 @@ import dataclasses
 import warnings
 
 import numpy as np
-from scipy import optimize, special
+from scipy import special
 
+from scaling import lbfgs
 from scaling.fit import PowerLaw, as_positive, fit_power_law, percentile_ci
 
 
@@ -55,21 +56,40 @@ class SolveRateFit:
         return float(10 ** (self.mid + special.logit(rate / self.ceiling) / self.slope))
 
 
-def _solve_rate_mle(x, succ, total, fit_ceiling: bool) -> np.ndarray:
-    def nll(theta):
-        slope, mid = theta[0], theta[1]
-        ceil = special.expit(theta[2]) if fit_ceiling else 1.0
-        p = np.clip(ceil * special.expit(slope * (x - mid)), 1e-12, 1 - 1e-12)
-        return -np.sum(succ * np.log(p) + (total - succ) * np.log1p(-p))
+def _solve_rate_mle(x, succ_RxM, total_M, fit_ceiling: bool) -> np.ndarray:
+    """Binomial MLE for R success vectors at once -> [R, 2 or 3] rows (slope, mid[, ceiling]).
 
-    span = max(np.ptp(x), 1e-3)
-    # Bounded slope keeps perfectly separated data (0% then 100%) from diverging to a step.
-    bounds = [(1e-3, 50.0 / span), (x.min() - 3 * span, x.max() + 3 * span)]
-    theta0 = [2.0 / span, float(np.median(x))]
-    if fit_ceiling:
-        bounds.append((-8.0, 12.0))
-        theta0.append(2.0)
-    return optimize.minimize(nll, theta0, method="L-BFGS-B", bounds=bounds).x
+    Parametrised without bounds for the batched L-BFGS: slope = s_max * expit(u) stays in
+    (0, s_max) so perfectly separated data (0% then 100%) cannot diverge to a step;
+    ceiling = expit(v).
+    """
+    span = max(float(np.ptp(x)), 1e-3)
+    s_max = 50.0 / span
+
+    def fun(th, rows):
+        sig_u = special.expit(th[:, :1])
+        slope, mid = s_max * sig_u, th[:, 1:2]
+        z = slope * (x - mid)  # [R, M]
+        s, n = succ_RxM[rows], total_M
+        sig = special.expit(z)
+        if fit_ceiling:
+            c = special.expit(th[:, 2:3])
+            q = np.maximum(1 - c * sig, 1e-300)  # 1 - p
+            f = -(s * (np.log(c) + special.log_expit(z)) + (n - s) * np.log(q)).sum(1)
+            dz = -(s * (1 - sig) - (n - s) * c * sig * (1 - sig) / q)
+            dc = -(s / c - (n - s) * sig / q).sum(1, keepdims=True) * c * (1 - c)
+        else:
+            f = -(s * special.log_expit(z) + (n - s) * special.log_expit(-z)).sum(1)
+            dz = n * sig - s
+        g = [(dz * (x - mid)).sum(1, keepdims=True) * s_max * sig_u * (1 - sig_u),
+             -(dz * slope).sum(1, keepdims=True)]
+        return f, np.concatenate(g + ([dc] if fit_ceiling else []), axis=1)
+
+    th0 = [special.logit(0.04), float(np.median(x))] + ([2.0] if fit_ceiling else [])
+    res = lbfgs.minimize(fun, np.tile(th0, (len(succ_RxM), 1)), ftol=1e-12, gtol=1e-7,
+                         max_iter=500)
+    out = np.column_stack([s_max * special.expit(res.x[:, 0]), res.x[:, 1]])
+    return np.column_stack([out, special.expit(res.x[:, 2])]) if fit_ceiling else out
 
 
 def fit_solve_rate(compute, solve_rate, num_problems, *, fit_ceiling: bool = False,
@@ -85,18 +105,15 @@ def fit_solve_rate(compute, solve_rate, num_problems, *, fit_ceiling: bool = Fal
         raise ValueError(f"{np.unique(c).size} distinct compute values; the logistic with "
                          f"{need} parameters needs >= {need}.")
     x = np.log10(c)
-    succ = np.round(p * total)
-    theta = _solve_rate_mle(x, succ, total, fit_ceiling)
-    ceil = float(special.expit(theta[2])) if fit_ceiling else 1.0
+    theta = _solve_rate_mle(x, np.round(p * total)[None], total, fit_ceiling)[0]
+    ceil = float(theta[2]) if fit_ceiling else 1.0
     pred = ceil * special.expit(theta[0] * (x - theta[1]))
     ci = None
     if bootstrap > 0:
         rng = np.random.default_rng(seed)
-        s = np.array([_solve_rate_mle(x, rng.binomial(total.astype(np.int64), pred), total,
-                                      fit_ceiling) for _ in range(bootstrap)])
+        succ = rng.binomial(total.astype(np.int64), pred, size=(bootstrap, x.size))
+        s = _solve_rate_mle(x, succ.astype(np.float64), total, fit_ceiling)
         names = ("slope", "mid", "ceiling")[: s.shape[1]]
-        if fit_ceiling:
-            s[:, 2] = special.expit(s[:, 2])
         ci = {k: tuple(float(v) for v in percentile_ci(s[:, i], level)) for i, k in enumerate(names)}
     return SolveRateFit(float(theta[0]), float(theta[1]), ceil, p - pred, ci)
 

@@ -63,9 +63,9 @@ def _two_loop(g_SxP: np.ndarray, s_MxSxP: np.ndarray, y_MxSxP: np.ndarray, rho_M
         alpha_MxS[i] = rho_MxS[i] * np.einsum("sp,sp->s", s_MxSxP[i], q)
         q -= alpha_MxS[i][:, None] * y_MxSxP[i]
     yy = np.einsum("sp,sp->s", y_MxSxP[0], y_MxSxP[0])
-    has = rho_MxS[0] > 0
+    has = (rho_MxS[0] > 0) & (yy > 0)
     # Initial Hessian scale gamma = s.y / y.y (N&W eq. 7.20); without history a unit-length step.
-    gamma = np.where(has, 1.0 / np.where(has, rho_MxS[0] * yy, 1.0), 0.0)
+    gamma = np.divide(1.0, rho_MxS[0] * yy, out=np.zeros_like(yy), where=has)
     gnorm = np.sqrt(np.einsum("sp,sp->s", g_SxP, g_SxP))
     gamma = np.where(has, gamma, 1.0 / np.maximum(gnorm, 1e-300))
     r = gamma[:, None] * q
@@ -98,19 +98,28 @@ def minimize(
         raise ValueError(f"x0_SxP must be 2-D [starts, params]; got shape {x.shape}.")
     if history < 1 or max_iter < 1:
         raise ValueError(f"history={history} and max_iter={max_iter} must both be >= 1.")
-    s_count, p = x.shape
+    s_count = x.shape[0]
     rows_all = np.arange(s_count)
-    f, g = fun(x, rows_all)
+    with np.errstate(all="ignore"):
+        f, g = fun(x, rows_all)
     n_evals = s_count
-    s_hist = np.zeros((history, s_count, p))
-    y_hist = np.zeros((history, s_count, p))
-    rho = np.zeros((history, s_count))
     status = np.full(s_count, STATUS_MAX_ITER)
-    n_iter = np.zeros(s_count, dtype=np.int64)
-    stall = np.zeros(s_count, dtype=np.int64)
     active = np.isfinite(f) & np.all(np.isfinite(g), axis=1)
     status[~active] = STATUS_NONFINITE
 
+    with np.errstate(all="ignore"):  # far-off starts overflow; non-finite steps are rejected
+        return _loop(fun, x, f, g, active, status, max_iter, history, ftol, gtol, f_scale,
+                     max_line_search, c1, patience, n_evals)
+
+
+def _loop(fun, x, f, g, active, status, max_iter, history, ftol, gtol, f_scale, max_line_search,
+          c1, patience, n_evals) -> BatchedResult:
+    s_count, p = x.shape
+    s_hist = np.zeros((history, s_count, p))
+    y_hist = np.zeros((history, s_count, p))
+    rho = np.zeros((history, s_count))
+    n_iter = np.zeros(s_count, dtype=np.int64)
+    stall = np.zeros(s_count, dtype=np.int64)
     for _ in range(max_iter):
         rows = np.flatnonzero(active)
         if rows.size == 0:

@@ -1,0 +1,283 @@
+"""Fit everything the run records support and write ``report.md``, ``fits.json`` and PNG plots.
+
+Each section (approach 2, its biased "lowest run" variant, approach 3, solve rate vs search compute,
+pass@k, the train/test frontier, predictions) runs when the records hold enough data for it; when
+they do not, the section says why ("skipped: <the ValueError>") instead of the whole report failing.
+Warnings raised by the fits (a budget with one run, an extrapolated vertex, a non-converged fit)
+are collected into the report and re-issued.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import json
+import math
+import os
+import warnings
+
+import numpy as np
+
+from scaling import fit, fit_inference, plots, records
+
+
+@dataclasses.dataclass(frozen=True)
+class ReportOptions:
+    """loss_key: final_metrics entry fitted as L. split/method: search evals used (None: the most
+    frequent pair). thresholds: solve rates for the frontier. target_flops: training budgets to
+    predict at (empty: 10x and 100x the largest run). passk_prefixes: methods read as pass@k
+    sampling, with k = ``simulations``."""
+
+    loss_key: str = "eval/loss"
+    split: str | None = None
+    method: str | None = None
+    thresholds: tuple = (0.25, 0.5, 0.75)
+    target_flops: tuple = ()
+    bootstrap: int = 200
+    level: float = 0.95
+    budget_rtol: float = 0.05
+    flops_per_param_token: float = 6.0
+    passk_prefixes: tuple = ("pass", "sampl")
+    seed: int = 0
+
+
+def _jsonable(x):
+    if isinstance(x, dict):
+        return {str(k): _jsonable(v) for k, v in x.items()}
+    if isinstance(x, np.ndarray):
+        return _jsonable(x.tolist())
+    if isinstance(x, (list, tuple)):
+        return [_jsonable(v) for v in x]
+    if isinstance(x, (np.floating, float)):
+        return float(x) if math.isfinite(x) else None  # strict JSON has no NaN
+    if isinstance(x, np.integer):
+        return int(x)
+    return x
+
+
+def _law(p: fit.PowerLaw) -> dict:
+    return {"coef": p.coef, "exponent": p.exponent, "exponent_ci": p.exponent_ci,
+            "rms_log10_residual": float(np.sqrt(np.mean(p.residuals**2)))}
+
+
+def _section(out: dict, key: str, fn):
+    """Run one fit; a ValueError becomes ``{"skipped": reason}`` in ``out[key]``."""
+    try:
+        out[key] = fn()
+    except ValueError as e:
+        out[key] = {"skipped": str(e)}
+    return out[key]
+
+
+def _pick_search(recs: list[dict], opts: ReportOptions) -> tuple[str | None, str | None]:
+    if opts.split is not None and opts.method is not None:
+        return opts.split, opts.method
+    pairs = collections.Counter((e["split"], e["method"]) for r in recs for e in r["search_evals"]
+                                if (opts.split is None or e["split"] == opts.split)
+                                and (opts.method is None or e["method"] == opts.method)
+                                and not str(e["method"]).startswith(opts.passk_prefixes))
+    if not pairs:
+        return opts.split, opts.method
+    return pairs.most_common(1)[0][0]
+
+
+def fit_all(recs: list[dict], opts: ReportOptions = ReportOptions()) -> tuple[dict, dict]:
+    """All fits -> (json-ready summary, fit objects for plotting)."""
+    table = records.to_table(recs, opts.loss_key)
+    common = dict(bootstrap=opts.bootstrap, level=opts.level, seed=opts.seed)
+    out: dict = {"num_runs": len(recs), "loss_key": opts.loss_key, "ci_level": opts.level}
+    objs: dict = {"table": table}
+    targets = list(opts.target_flops) or [10 * table.flops.max(), 100 * table.flops.max()]
+    for method, key in (("parabola", "approach2"), ("lowest", "approach2_lowest_biased")):
+        def a2(method=method, key=key):
+            f = fit.fit_isoflops(table.params, table.flops, table.loss, method=method,
+                                 flops_per_param_token=opts.flops_per_param_token,
+                                 budget_rtol=opts.budget_rtol, **common)
+            objs[key] = f
+            return {"method": f.method, "budgets": f.budgets, "n_opt": f.n_opt, "d_opt": f.d_opt,
+                    "loss_opt": f.loss_opt, "n_law": _law(f.n_law), "d_law": _law(f.d_law),
+                    "num_bootstrap": f.num_bootstrap,
+                    "predictions": [f.predict(c, opts.level) for c in targets]}
+        _section(out, key, a2)
+
+    def a3():
+        f = fit.fit_parametric(table.params, table.tokens, table.loss, **common)
+        objs["approach3"] = f
+        return {"params": f.params, "ci": f.ci, "objective": f.objective,
+                "converged": f.converged, "num_starts": f.num_starts,
+                "num_at_best": f.num_at_best,
+                "rms_log_residual": float(np.sqrt(np.mean(f.residuals**2))),
+                "predictions": [f.optimum(c, opts.flops_per_param_token, opts.level)
+                                for c in targets]}
+    _section(out, "approach3", a3)
+
+    split, method = _pick_search(recs, opts)
+    curves = records.search_curves(recs, split, method)
+    out["search"] = {"split": split, "method": method, "curves": []}
+    fits = []
+    for cur in curves:
+        entry = {"run": cur.name, "params": cur.params, "train_flops": cur.train_flops}
+        try:
+            f = fit_inference.fit_solve_rate(cur.search_flops, cur.solve_rate, cur.num_problems,
+                                             **common)
+            entry.update(slope=f.slope, mid_log10_flops=f.mid, ci=f.ci,
+                         flops_for_half=f.compute_for(0.5))
+        except ValueError as e:
+            f, entry["skipped"] = None, str(e)
+        fits.append(f)
+        out["search"]["curves"].append(entry)
+    objs["curves"], objs["solve_fits"] = curves, fits
+
+    def frontier():
+        if not curves:
+            raise ValueError(f"no search_evals for split={split!r} method={method!r}.")
+        f = fit_inference.fit_frontier([c.train_flops for c in curves],
+                                       [(c.search_flops, c.solve_rate) for c in curves],
+                                       opts.thresholds, [c.name for c in curves], **common)
+        objs["frontier"] = f
+        return {"m": f.m, "m_ci": f.m_ci, "k": f.k, "c": f.c, "points": f.points,
+                "predictions": [{"train_flops": t, "threshold": tau,
+                                 "search_flops": f.test_compute(t, tau)}
+                                for t in targets for tau in opts.thresholds]}
+    _section(out, "frontier", frontier)
+
+    out["pass_at_k"] = []
+    for cur in records.search_curves(recs, split=None, method=None):
+        if cur.method.startswith(opts.passk_prefixes):
+            entry = {"run": cur.name, "split": cur.split, "method": cur.method}
+            out["pass_at_k"].append(entry)
+            def passk(cur=cur):
+                f = fit_inference.fit_pass_at_k(cur.simulations, cur.solve_rate)
+                return {"a": f.a, "b": f.b, "k": cur.simulations, "coverage": cur.solve_rate}
+            _section(entry, "fit", passk)
+    return _jsonable(out), objs
+
+
+def _plot_all(objs: dict, out_dir: str, opts: ReportOptions) -> list[str]:
+    paths, table = [], objs["table"]
+    p = lambda name: os.path.join(out_dir, name)
+    if "approach2" in objs:
+        paths.append(plots.isoflop_curves(table, objs["approach2"], p("isoflops.png"),
+                                          opts.budget_rtol))
+    iso = [objs[k] for k in ("approach2", "approach2_lowest_biased") if k in objs]
+    if iso:
+        paths.append(plots.optimal_vs_compute(iso, p("optimal_vs_compute.png"),
+                                              objs.get("approach3")))
+    paths.append(plots.loss_vs_compute(table, p("loss_vs_compute.png")))
+    if objs["curves"]:
+        paths.append(plots.solve_rate_vs_search(objs["curves"], objs["solve_fits"],
+                                                p("solve_rate_vs_search.png")))
+    if "frontier" in objs:
+        paths.append(plots.frontier(objs["frontier"], p("frontier.png")))
+    return paths
+
+
+def build_report(recs: list[dict], out_dir: str, opts: ReportOptions = ReportOptions()) -> dict:
+    """Fit, plot and write ``report.md`` + ``fits.json`` under ``out_dir``; returns the summary."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        summary, objs = fit_all(recs, opts)  # bad records raise here, before anything is written
+    os.makedirs(out_dir, exist_ok=True)
+    ours = [w for w in caught if issubclass(w.category, UserWarning)]
+    summary["warnings"] = sorted({str(w.message) for w in ours})
+    for w in caught:
+        warnings.warn(w.message, w.category, stacklevel=2)
+    summary["plots"] = [os.path.basename(x) for x in _plot_all(objs, out_dir, opts)]
+    with open(os.path.join(out_dir, "fits.json"), "w", encoding="utf-8") as fh:
+        json.dump(summary, fh, indent=2, allow_nan=False)
+    with open(os.path.join(out_dir, "report.md"), "w", encoding="utf-8") as fh:
+        fh.write(render(summary))
+    return summary
+
+
+# ----------------------------------------------------------------------------- markdown
+def _g(x, fmt=".3g") -> str:
+    return "n/a" if x is None else format(x, fmt)
+
+
+def _ci(ci, fmt=".3g") -> str:
+    return "n/a" if not ci or ci[0] is None else f"[{_g(ci[0], fmt)}, {_g(ci[1], fmt)}]"
+
+
+def _table(header: list[str], rows: list[list[str]]) -> list[str]:
+    return (["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+            + ["| " + " | ".join(r) + " |" for r in rows] + [""])
+
+
+def _approach2_md(a2: dict, title: str) -> list[str]:
+    lines = [f"## {title}", ""]
+    if "skipped" in a2:
+        return lines + [f"skipped: {a2['skipped']}", ""]
+    rows = [[_g(c), _g(n), _g(d), _g(lo, ".4g")]
+            for c, n, d, lo in zip(a2["budgets"], a2["n_opt"], a2["d_opt"], a2["loss_opt"],
+                                   strict=True)]
+    lines += _table(["budget C (FLOPs)", "N_opt", "D_opt", "loss at optimum"], rows)
+    for key, sym in (("n_law", "N_opt"), ("d_law", "D_opt")):
+        law = a2[key]
+        lines.append(f"- {sym} = {_g(law['coef'])} * C^{_g(law['exponent'], '.4f')}, exponent CI "
+                     f"{_ci(law['exponent_ci'], '.4f')} ({a2['num_bootstrap']} bootstrap "
+                     f"replicates), rms log10 residual {_g(law['rms_log10_residual'])}")
+    return lines + [""]
+
+
+def render(s: dict) -> str:
+    """The markdown report of a ``fit_all`` summary."""
+    lines = ["# Scaling report", "",
+             f"{s['num_runs']} runs; loss = `{s['loss_key']}`; intervals are {s['ci_level']:.0%} "
+             "percentile bootstrap intervals. N = non-embedding parameters, D = training tokens, "
+             "C = training FLOPs, all as recorded in `run.json`.", ""]
+    lines += _approach2_md(s["approach2"], "Approach 2: IsoFLOP parabolas (vertex per budget)")
+    lines += _approach2_md(s["approach2_lowest_biased"],
+                           "Approach 2, lowest run per budget (BIASED: quantised to the sampled "
+                           "sizes; for comparison only)")
+    a3 = s["approach3"]
+    lines += ["## Approach 3: L(N, D) = E + A / N^alpha + B / D^beta", ""]
+    if "skipped" in a3:
+        lines += [f"skipped: {a3['skipped']}", ""]
+    else:
+        lines += _table(["parameter", "value", "CI"], [[k, _g(v, ".4g"), _ci(a3["ci"].get(k))
+                                                       if a3["ci"] else "n/a"]
+                                                      for k, v in a3["params"].items()])
+        lines += [f"Huber(1e-3) on log loss, summed; L-BFGS from {a3['num_starts']} starts, "
+                  f"{a3['num_at_best']} reach the best objective {_g(a3['objective'], '.4g')}; "
+                  f"converged: {a3['converged']}; rms log residual "
+                  f"{_g(a3['rms_log_residual'])}.", ""]
+    lines += ["## Predictions at target training budgets", ""]
+    rows = []
+    for key, name in (("approach2", "approach 2"), ("approach3", "approach 3")):
+        for p in s[key].get("predictions", []):
+            rows.append([_g(p["flops"]), name, f"{_g(p['n_opt'])} {_ci(p['n_opt_ci'])}",
+                         f"{_g(p['d_opt'])} {_ci(p['d_opt_ci'])}",
+                         f"{_g(p['loss'], '.4g')} {_ci(p['loss_ci'], '.4g')}" if "loss" in p
+                         else "n/a"])
+    lines += _table(["C", "method", "N_opt [CI]", "D_opt [CI]", "loss [CI]"], rows) if rows else [
+        "no fit available.", ""]
+    sr = s["search"]
+    lines += [f"## Solve rate vs search compute (split `{sr['split']}`, method `{sr['method']}`)",
+              "", "Form: solve_rate = sigmoid(slope * (log10 FLOPs - mid)), binomial likelihood.",
+              ""]
+    rows = [[c["run"], _g(c["params"]), _g(c["train_flops"]),
+             c.get("skipped", "")[:60] or _g(c["slope"]), _g(c.get("mid_log10_flops"), ".3f"),
+             _g(c.get("flops_for_half"))] for c in sr["curves"]]
+    lines += _table(["run", "N", "train C", "slope", "mid (log10 FLOPs)", "FLOPs for 50%"],
+                    rows) if rows else ["no search evaluations in the records.", ""]
+    fr = s["frontier"]
+    lines += ["## Train-vs-test compute frontier (Jones 2021)", ""]
+    if "skipped" in fr:
+        lines += [f"skipped: {fr['skipped']}", ""]
+    else:
+        lines += [f"log10 search = m log10 train + k threshold + c: m = {_g(fr['m'], '.3f')} "
+                  f"{_ci(fr['m_ci'], '.3f')}, k = {_g(fr['k'], '.3f')}, c = {_g(fr['c'], '.3f')}"
+                  f" over {len(fr['points'])} frontier points. A 10x larger training budget "
+                  f"changes the search compute needed for the same solve rate by 10^m = "
+                  f"{_g(10 ** fr['m'])}x.", ""]
+    if s["pass_at_k"]:
+        lines += ["## pass@k: -log coverage = a k^-b", ""]
+        lines += _table(["run", "split", "method", "a", "b"], [
+            [e["run"], e["split"], e["method"], _g(e["fit"].get("a")),
+             _g(e["fit"].get("b")) if "skipped" not in e["fit"] else e["fit"]["skipped"][:60]]
+            for e in s["pass_at_k"]])
+    if s.get("warnings"):
+        lines += ["## Warnings", ""] + [f"- {w}" for w in s["warnings"]] + [""]
+    lines += ["## Plots", ""] + [f"![{p}]({p})" for p in s.get("plots", [])]
+    return "\n".join(lines) + "\n"
