@@ -1,0 +1,424 @@
+"""TFDS datasets (array_record, no TensorFlow needed): problem sets and solver-labelled states.
+
+Layout: ``<data_dir>/zero24_supervised/<name>/1.0.0/`` (and ``zero24_problems``), read back with
+``tfds.data_source("zero24_supervised/<name>", data_dir=...)``. Each dataset holds one split, the
+problem split it was drawn from (train / val / test: disjoint by canonical problem).
+
+Supervised states (the seed's ``generate_initial_data``): per problem, a random walk along solver
+paths (at every step a uniformly chosen move that keeps the state solvable) and, at every on-path
+state, with probability ``off_path`` one child reached by a random legal move that does NOT keep it
+solvable (value 0) or, when every legal move keeps it solvable, a random legal move. The engine
+(``search.game``) plays the moves; ``search.solver`` labels every non-terminal state:
+``value`` = solvable, ``policy`` = uniform over moves that keep it solvable (zero if unsolvable).
+
+Builds are idempotent (an existing dataset with the same parameters is kept; different parameters
+under the same name are an error) and atomic: TFDS writes into ``<data_dir>/.incomplete-*`` and the
+finished dataset folder is renamed into place, so an interrupted build leaves no dataset behind.
+Offline: GCS lookups are disabled (``NO_GCE_CHECK``, ``try_download_gcs=False``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import os
+import pathlib
+import shutil
+import sys
+import uuid
+from collections.abc import Mapping, Sequence
+
+os.environ.setdefault("NO_GCE_CHECK", "true")  # before tfds: no metadata-server probe
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+import tensorflow_datasets as tfds  # noqa: E402
+from etils import epath  # noqa: E402
+from tensorflow_datasets.core.utils import gcs_utils  # noqa: E402
+from tqdm import tqdm  # noqa: E402
+
+from search import game, problems, solver  # noqa: E402
+
+gcs_utils._is_gcs_disabled = True  # never reach for GCS metadata (offline machines, tests)
+VERSION = "1.0.0"
+PARAMS_FILE = "zero24_params.json"
+_CHUNK = 256  # problems per batched engine call (bounds the number of jit shapes)
+
+
+@dataclasses.dataclass(eq=False)
+class _Config(tfds.core.BuilderConfig):
+    n_max: int = 8
+    make: object = None  # () -> {split: iterable of example dicts}
+
+
+class _Builder(tfds.core.GeneratorBasedBuilder):
+    VERSION = tfds.core.Version(VERSION)
+    FEATURES: dict = {}
+
+    # tfds 4.9's default code_path lazily imports the ``importlib_resources`` backport (only
+    # installed on Python < 3.9) for builders defined inside a package; this file is the answer.
+    @tfds.core.utils.classproperty
+    @classmethod
+    def code_path(cls):
+        return epath.Path(__file__)
+
+    def _info(self) -> tfds.core.DatasetInfo:
+        n = self.builder_config.n_max
+        features = {
+            k: tfds.features.Text()
+            if dt is None
+            else tfds.features.Tensor(shape=shape(n), dtype=dt)
+            for k, (shape, dt) in self.FEATURES.items()
+        }
+        # Generation order is kept (problem sets are ranked; loaders shuffle themselves).
+        return tfds.core.DatasetInfo(
+            builder=self, features=tfds.features.FeaturesDict(features), disable_shuffling=True
+        )
+
+    def _split_generators(self, dl_manager):
+        return {
+            split: self._generate_examples(rows)
+            for split, rows in self.builder_config.make().items()
+        }
+
+    def _generate_examples(self, rows):
+        yield from enumerate(rows)
+
+
+_A = lambda n: (n * (n - 1) // 2 * game.NUM_OPS,)
+_N = lambda n: (n,)
+_S = lambda n: ()
+
+
+class Zero24Supervised(_Builder):
+    """Solver-labelled states (contract 4 features): name -> (shape of n_max, dtype; None = str)."""
+
+    FEATURES = {
+        "num": (_N, np.int32),
+        "den": (_N, np.int32),
+        "live": (_N, np.bool_),
+        "target_num": (_S, np.int32),
+        "target_den": (_S, np.int32),
+        "moves": (_S, np.int32),
+        "policy": (_A, np.float32),
+        "legal": (_A, np.bool_),
+        "value": (_S, np.float32),
+        "n": (_S, np.int32),
+        "class_name": (_S, None),
+    }
+
+
+class Zero24Problems(_Builder):
+    """Problem sets: ``numbers`` zero-padded to n_max, ``n`` of them used."""
+
+    FEATURES = {
+        "numbers": (_N, np.int32),
+        "n": (_S, np.int32),
+        "target": (_S, np.int32),
+        "class_name": (_S, None),
+    }
+
+
+# ----------------------------------------------------------------------------- state sampling
+
+
+@functools.cache
+def _engine(rules: game.Rules):
+    """Jitted (views, step) for one rule variant: views(s) = (legal_mask, is_terminal)."""
+    views = jax.jit(lambda s: (game.legal_mask(s, rules), game.is_terminal(s, rules)))
+    return views, jax.jit(lambda s, a: game.step(s, a, rules))
+
+
+def _pick(mask: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A uniformly random True column per row (0 where a row has none)."""
+    return np.argmax(np.where(mask, rng.random(mask.shape), -1.0), axis=-1).astype(np.int32)
+
+
+def supervised_examples(
+    plist: Sequence[problems.Problem],
+    rules: game.Rules,
+    seed: int,
+    off_path: float = 1.0,
+    class_name: str = "",
+    progress: bool = True,
+) -> dict[str, np.ndarray]:
+    """Labelled states of ``plist`` (module docstring) as arrays with the dataset's features."""
+    if not plist:
+        raise ValueError("plist is empty; need at least one problem.")
+    if not 0.0 <= off_path <= 1.0:
+        raise ValueError(f"off_path={off_path} is out of range; allowed 0..1.")
+    views, step = _engine(rules)
+    rng = np.random.default_rng(seed)
+    rows: list[dict[str, np.ndarray]] = []
+
+    def emit(state, legal, keep):
+        value, good = solver.labels_for_states(state, rules)
+        policy = good / np.maximum(good.sum(-1, keepdims=True), 1)
+        arrays = {
+            k: np.asarray(getattr(state, k))
+            for k in ("num", "den", "live", "target_num", "target_den", "moves")
+        }
+        arrays.update(policy=policy.astype(np.float32), legal=legal, value=value.astype(np.float32))
+        rows.append({k: v[keep] for k, v in arrays.items()} | {"n": n0[keep]})
+        return good
+
+    bar = tqdm(total=len(plist), desc=f"labelling {class_name or 'states'}", disable=not progress)
+    for lo in range(0, len(plist), _CHUNK):
+        chunk = plist[lo : lo + _CHUNK]
+        state = problems.problems_to_state(chunk, rules)
+        n0 = np.array([len(p.numbers) for p in chunk], np.int32)
+        for _ in range(rules.n_max - 1):
+            legal, term = (np.asarray(x) for x in views(state))
+            good = emit(state, legal, ~term)
+            if term.all():
+                break
+            bad = legal & ~good
+            off = np.where(bad.any(-1, keepdims=True), bad, legal)  # a wrong move if one exists
+            child = step(state, jnp.asarray(_pick(off, rng)))
+            c_legal, c_term = (np.asarray(x) for x in views(child))
+            emit(child, c_legal, ~term & ~c_term & (rng.random(len(chunk)) < off_path))
+            on = np.where(good.any(-1, keepdims=True), good, legal)
+            state = step(state, jnp.asarray(_pick(on, rng)))
+        bar.update(len(chunk))
+    bar.close()
+    out = {k: np.concatenate([r[k] for r in rows]) for k in rows[0]}
+    out["class_name"] = np.array([class_name] * len(out["value"]), dtype=object)
+    return out
+
+
+def examples_to_state(batch: Mapping[str, np.ndarray]) -> game.State:
+    """Dataset rows (dict of arrays with a leading batch axis) -> game.State."""
+    get = lambda k, dt: jnp.asarray(np.asarray(batch[k]), dt)
+    return game.State(
+        num=get("num", jnp.int32),
+        den=get("den", jnp.int32),
+        live=get("live", bool),
+        target_num=get("target_num", jnp.int32),
+        target_den=get("target_den", jnp.int32),
+        moves=get("moves", jnp.int32),
+        failed=jnp.zeros(np.asarray(batch["value"]).shape, bool),
+    )
+
+
+# ----------------------------------------------------------------------------- build / load
+
+
+def _class_params(cls: problems.ProblemClass) -> dict:
+    return json.loads(json.dumps(dataclasses.asdict(cls)))
+
+
+def _build(builder_cls, data_dir, name: str, params: dict, n_max: int, make) -> pathlib.Path:
+    """Idempotent, atomic TFDS build of ``builder_cls`` config ``name`` (module docstring)."""
+    if not name or not all(c.isalnum() or c in "_-." for c in name) or name.startswith("."):
+        raise ValueError(f"name={name!r} invalid; use letters, digits, '_', '-', '.'.")
+    data_dir = pathlib.Path(data_dir).expanduser().resolve()
+    builder_name = builder_cls.name
+    final = data_dir / builder_name / name / VERSION
+    if (final / PARAMS_FILE).is_file():
+        old = json.loads((final / PARAMS_FILE).read_text())
+        if old != params:
+            raise ValueError(
+                f"dataset {name!r} in {data_dir} was built with other parameters "
+                f"({old}); use another name or delete {final}."
+            )
+        return final
+    tmp = data_dir / f".incomplete-{builder_name}-{name}-{uuid.uuid4().hex[:8]}"
+    try:
+        builder = builder_cls(
+            data_dir=str(tmp),
+            config=_Config(name=name, n_max=n_max, make=make),
+            file_format="array_record",
+        )
+        builder.download_and_prepare(
+            download_dir=str(tmp / "downloads"),
+            download_config=tfds.download.DownloadConfig(try_download_gcs=False),
+        )
+        built = tmp / builder_name / name / VERSION
+        (built / PARAMS_FILE).write_text(json.dumps(params, indent=1, sort_keys=True))
+        final.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.rename(built, final)  # atomic: the dataset appears complete or not at all
+        except OSError:
+            if not (final / PARAMS_FILE).is_file():
+                raise
+            return _build(
+                builder_cls, data_dir, name, params, n_max, make
+            )  # a concurrent build won
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return final
+
+
+def build_supervised(
+    data_dir,
+    name: str,
+    problem_class: problems.ProblemClass | str,
+    num_problems: int,
+    seed: int = 0,
+    split: str = "train",
+    off_path: float = 1.0,
+    progress: bool = True,
+) -> pathlib.Path:
+    """Build (or keep) supervised dataset ``name`` from ``num_problems`` problems of ``split``."""
+    cls = problems.get_class(problem_class) if isinstance(problem_class, str) else problem_class
+    if num_problems < 1:
+        raise ValueError(f"num_problems={num_problems} is out of range; allowed >= 1.")
+    params = {
+        "kind": "supervised",
+        "class": _class_params(cls),
+        "num_problems": num_problems,
+        "n_max": cls.rules.n_max,
+        "seed": seed,
+        "split": split,
+        "off_path": off_path,
+        "version": VERSION,
+    }
+
+    def make():
+        plist = problems.generate(cls, num_problems, seed, split)
+        ex = supervised_examples(plist, cls.rules, seed, off_path, cls.name, progress)
+        rows = ({k: v[i] for k, v in ex.items()} for i in range(len(ex["value"])))
+        return {split: rows}
+
+    return _build(Zero24Supervised, data_dir, name, params, cls.rules.n_max, make)
+
+
+def build_problem_set(
+    data_dir,
+    name: str,
+    splits: Mapping[str, Sequence[problems.Problem]],
+    class_name: str = "",
+    n_max: int = 8,
+) -> pathlib.Path:
+    """Build (or keep) a problem-set dataset with the given splits (e.g. ToT-100 from 24.csv)."""
+    for split, plist in splits.items():
+        for p in plist:
+            if len(p.numbers) > n_max:
+                raise ValueError(
+                    f"split {split!r}: problem {p} has {len(p.numbers)} numbers; "
+                    f"allowed <= n_max={n_max}."
+                )
+    params = {
+        "kind": "problems",
+        "class_name": class_name,
+        "n_max": n_max,
+        "version": VERSION,
+        "splits": {s: [[list(p.numbers), p.target] for p in ps] for s, ps in splits.items()},
+    }
+
+    def rows(plist):
+        for p in plist:
+            nums = np.zeros(n_max, np.int32)
+            nums[: len(p.numbers)] = p.numbers
+            yield {
+                "numbers": nums,
+                "n": np.int32(len(p.numbers)),
+                "target": np.int32(p.target),
+                "class_name": class_name,
+            }
+
+    return _build(
+        Zero24Problems,
+        data_dir,
+        name,
+        params,
+        n_max,
+        lambda: {s: rows(ps) for s, ps in splits.items()},
+    )
+
+
+def _read(builder_cls, data_dir, name: str, split: str | None) -> dict[str, np.ndarray]:
+    root = pathlib.Path(data_dir).expanduser().resolve()
+    path = root / builder_cls.name / name / VERSION
+    if not (path / PARAMS_FILE).is_file():
+        raise FileNotFoundError(
+            f"no dataset {name!r} under {root} (expected {path}); build it with "
+            "`python -m search.datasets --data_dir=... --name=...`."
+        )
+    info = json.loads((path / "dataset_info.json").read_text())
+    available = [sp["name"] for sp in info.get("splits", [])]
+    split = split or (available[0] if len(available) == 1 else "train")
+    if split not in available:
+        raise ValueError(f"split={split!r} not in dataset {name!r}; available {available}.")
+    source = tfds.data_source(
+        f"{builder_cls.name}/{name}:{VERSION}",
+        data_dir=str(root),
+        split=split,
+        download=False,
+        try_gcs=False,
+    )
+    records = source.__getitems__(list(range(len(source)))) if len(source) else []
+    n_max = int(json.loads((path / PARAMS_FILE).read_text())["n_max"])
+    out = {}
+    for k, (shape, dt) in builder_cls.FEATURES.items():
+        if dt is None:
+            out[k] = np.array(
+                [r[k].decode() if isinstance(r[k], bytes) else r[k] for r in records], dtype=object
+            )
+        else:
+            out[k] = np.array([r[k] for r in records], dt).reshape((len(records),) + shape(n_max))
+    return out
+
+
+def load_supervised(data_dir, name: str, split: str | None = None) -> dict[str, np.ndarray]:
+    """The whole split (default: the dataset's only split) as numpy arrays (contract 4 features)."""
+    return _read(Zero24Supervised, data_dir, name, split)
+
+
+def load_problem_set(data_dir, name: str, split: str) -> list[problems.Problem]:
+    """A split of a problem-set dataset as ``Problem``s."""
+    d = _read(Zero24Problems, data_dir, name, split)
+    return [
+        problems.Problem(tuple(int(x) for x in nums[:n]), int(t))
+        for nums, n, t in zip(d["numbers"], d["n"], d["target"], strict=True)
+    ]
+
+
+# ----------------------------------------------------------------------------- command line
+
+
+def cli(argv: Sequence[str]) -> int:
+    """``python -m search.datasets --class=g24 --num_problems=1000 --data_dir=data [--tot_csv=..]``.
+
+    Returns the exit code; bad input prints the error (naming the flag) and returns 2.
+    """
+    from absl import flags
+
+    f = flags.FlagValues()
+    flags.DEFINE_string("class", "g24", f"problem class: {problems.class_names()}", flag_values=f)
+    flags.DEFINE_integer("num_problems", 1000, "problems to label (>= 1)", flag_values=f)
+    flags.DEFINE_string("data_dir", "data", "TFDS data dir", flag_values=f)
+    flags.DEFINE_string(
+        "name", "", "dataset name (default <class>_p<num>_s<seed>_<split>)", flag_values=f
+    )
+    flags.DEFINE_integer("seed", 0, "problem / walk seed", flag_values=f)
+    flags.DEFINE_enum("split", "train", list(problems.SPLITS), "problem split", flag_values=f)
+    flags.DEFINE_float(
+        "off_path", 1.0, "chance of an off-path state per on-path one", flag_values=f
+    )
+    flags.DEFINE_string(
+        "tot_csv", "", "a ToT 24.csv: also build its standard problem sets", flag_values=f
+    )
+    try:
+        f(list(argv))
+        cls = problems.get_class(f["class"].value)
+        name = f.name or f"{cls.name}_p{f.num_problems}_s{f.seed}_{f.split}"
+        path = build_supervised(f.data_dir, name, cls, f.num_problems, f.seed, f.split, f.off_path)
+        count = len(load_supervised(f.data_dir, name)["value"])
+        print(f"supervised dataset {name!r}: {count} labelled states at {path}")
+        if f.tot_csv:
+            splits = {
+                s: problems.load_24csv(f.tot_csv, s) for s in ("tot100", "tsllm362", "all1362")
+            }
+            path = build_problem_set(f.data_dir, "game24_csv", splits, "g24")
+            print(f"problem sets {sorted(splits)} at {path}")
+    except (ValueError, flags.Error) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(cli(sys.argv))
