@@ -25,7 +25,7 @@ from absl import logging
 from jax.sharding import Mesh
 
 from nnx_models import tokenizer
-from search import datasets, game, problems
+from search import game, problems
 from train import mesh as mesh_lib
 
 FIELDS = ("tokens", "policy", "legal", "value")
@@ -50,6 +50,8 @@ def generate(config: Mapping[str, Any], workdir: str) -> list[str]:
     for key in ("num_problems", "eval_num_problems"):
         if d[key] < 1:
             raise ValueError(f"config.data.{key}={d[key]} is out of range; allowed >= 1.")
+    from search import datasets  # lazy: tensorflow_datasets is slow to import
+
     cls = problems.get_class(d["problem_class"])
     root = data_dir(config, workdir)
     train_name, eval_name = dataset_names(config)
@@ -68,6 +70,7 @@ def _missing_message(config: Mapping[str, Any], workdir: str, name: str, err: Ex
 def tokenize(examples: Mapping[str, np.ndarray], tok_cfg: tokenizer.TokenizerConfig,
              chunk: int = 4096) -> dict[str, np.ndarray]:
     """Dataset rows -> ``{tokens int32[E, L], policy f32[E, A], legal bool[E, A], value f32[E]}``."""
+    from search import datasets
     state = datasets.examples_to_state(examples)
     count = int(state.num.shape[0])
     encode = jax.jit(lambda s: tokenizer.encode(s, tok_cfg))
@@ -87,6 +90,7 @@ def tokenize(examples: Mapping[str, np.ndarray], tok_cfg: tokenizer.TokenizerCon
 def load(config: Mapping[str, Any], workdir: str, tok_cfg: tokenizer.TokenizerConfig,
          rules: game.Rules) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
     """Tokenized (train, eval) arrays; generates the datasets first if allowed and missing."""
+    from search import datasets
     root = data_dir(config, workdir)
     out = []
     for name in dataset_names(config):
