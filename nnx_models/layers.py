@@ -39,6 +39,20 @@ def _scaled_normal(key, std, shape, dtype):
     return (std * jax.random.normal(key, shape)).astype(dtype)
 
 
+def weight(module: nnx.Module, name: str, dtype) -> jax.Array:
+    """Parameter ``name`` of ``module`` in ``dtype``, plus its LoRA update when one is attached.
+
+    ``nnx_models.lora`` attaches ``{name}_lora_a`` [in, r] and ``{name}_lora_b`` [r, out] and sets
+    ``module.lora_scale`` (alpha / rank); the update is computed in fp32 and added before the cast.
+    """
+    w = getattr(module, name)[...]
+    a = getattr(module, f"{name}_lora_a", None)
+    if a is not None:
+        delta = (a[...].astype(jnp.float32) @ getattr(module, f"{name}_lora_b")[...].astype(jnp.float32))
+        w = w.astype(jnp.float32) + module.lora_scale * delta.reshape(w.shape)
+    return w.astype(dtype)
+
+
 class RMSNorm(nnx.Module):
     def __init__(self, cfg: ModelConfig, dim: int | None = None):
         self.eps = cfg.norm_eps
@@ -79,11 +93,11 @@ class Attention(nnx.Module):
 
     def __call__(self, x_BxLxD, cos, sin):
         dt = self.cfg.compute_dtype
-        proj = lambda w: jnp.einsum("bld,dhk->blhk", x_BxLxD, w[...].astype(dt))
-        q, k, v = proj(self.wq), proj(self.wk), proj(self.wv)  # [B, L, H(kv), hd]
+        proj = lambda name: jnp.einsum("bld,dhk->blhk", x_BxLxD, weight(self, name, dt))
+        q, k, v = proj("wq"), proj("wk"), proj("wv")  # [B, L, H(kv), hd]
         q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
         out = jax.nn.dot_product_attention(q, k, v, is_causal=True)  # [B, L, H, hd]
-        return jnp.einsum("blhk,hkd->bld", out, self.wo[...].astype(dt))
+        return jnp.einsum("blhk,hkd->bld", out, weight(self, "wo", dt))
 
 
 class MLP(nnx.Module):
@@ -97,12 +111,12 @@ class MLP(nnx.Module):
 
     def __call__(self, x_BxLxD):
         dt = self.cfg.compute_dtype
-        up = x_BxLxD @ self.w_up[...].astype(dt)
+        up = x_BxLxD @ weight(self, "w_up", dt)
         if self.cfg.mlp == "swiglu":
-            hid = jax.nn.silu(x_BxLxD @ self.w_gate[...].astype(dt)) * up
+            hid = jax.nn.silu(x_BxLxD @ weight(self, "w_gate", dt)) * up
         else:
             hid = jnp.square(jax.nn.relu(up))
-        return hid @ self.w_down[...].astype(dt)
+        return hid @ weight(self, "w_down", dt)
 
 
 class Block(nnx.Module):
