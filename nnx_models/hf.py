@@ -20,6 +20,7 @@ import dataclasses
 import json
 import os
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
@@ -270,6 +271,8 @@ def save_pretrained(model: Transformer | PolicyValueNet, path: str) -> str:
     from safetensors.flax import save_file
 
     tr = model.backbone if isinstance(model, PolicyValueNet) else model
+    if jax.tree.leaves(nnx.state(model, nnx.LoRAParam)):
+        raise ValueError("the model has LoRA adapters attached; lora.merge(model) (or detach) first.")
     hf_cfg = _hf_config(tr.cfg)
     os.makedirs(path, exist_ok=True)
     save_file(to_hf_tensors(tr), os.path.join(path, "model.safetensors"), metadata={"format": "pt"})

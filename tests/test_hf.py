@@ -11,7 +11,7 @@ from flax import nnx
 from safetensors.numpy import save_file
 from transformers import LlamaConfig
 
-from nnx_models import ModelConfig, PolicyValueNet, TokenizerConfig, hf, tokenizer
+from nnx_models import ModelConfig, PolicyValueNet, TokenizerConfig, hf, lora, tokenizer
 from search import game
 
 V = 100
@@ -130,6 +130,9 @@ def test_clear_errors(ckpt, tmp_path):
         hf.load_transformer(path, head_dim=8)
     with pytest.raises(ValueError, match="lacks tensor 'model.layers.2"):
         hf.load_transformer(path, depth=3)
+    with_lora = lora.attach(PolicyValueNet(ModelConfig.from_depth(1, mlp="swiglu")))
+    with pytest.raises(ValueError, match="LoRA adapters attached"):
+        hf.save_pretrained(with_lora, str(tmp_path / "lora"))
     with pytest.raises(ValueError, match="export needs 'swiglu'"):
         hf.save_pretrained(PolicyValueNet(ModelConfig.from_depth(1)), str(tmp_path / "relu2"))
 
