@@ -48,14 +48,18 @@ def _scipy_loop(fun, starts: np.ndarray, analytic: bool) -> tuple[float, np.ndar
     one = lambda t: tuple(v[0] for v in fun(t[None], np.zeros(1, int)))
     best, best_x, ok = np.inf, None, 0
     for s in starts:
-        if analytic:
-            res = optimize.minimize(one, s, jac=True, method="L-BFGS-B")
-        else:
-            res = optimize.minimize(lambda t: one(t)[0], s, method="L-BFGS-B")
+        with np.errstate(all="ignore"):  # far-off starts: scipy differences inf - inf
+            res = _one_start(one, s, analytic)
         ok += bool(res.success)
         if res.success and res.fun < best:
             best, best_x = res.fun, res.x
     return best, best_x, ok
+
+
+def _one_start(one, s, analytic: bool):
+    if analytic:
+        return optimize.minimize(one, s, jac=True, method="L-BFGS-B")
+    return optimize.minimize(lambda t: one(t)[0], s, method="L-BFGS-B")
 
 
 def _params(theta) -> dict:

@@ -238,35 +238,37 @@ def epoch_init_grid() -> np.ndarray:
     return np.array([(e_, a_, b_, al, be) for al, be, e_, a_, b_ in grid], dtype=np.float64)
 
 
-def huber_logsumexp_objective(log_n, log_d, log_loss, delta: float = 1e-3, weights=None):
+def huber_logsumexp_objective(log_n, log_d, log_loss, delta: float = 1e-3, weights=None,
+                              dtype=np.float64):
     """Batched objective for `scaling.lbfgs.minimize`: rows (e, a, b, alpha, beta) -> (f, grad).
 
     f = sum_i w_i Huber_delta(logsumexp(e, a - alpha log N_i, b - beta log D_i) - log L_i);
     ``weights`` is None, [M] or [R, M] (one row of weights per batch row, e.g. bootstrap counts).
+    ``dtype=np.float32`` halves the cost for screening (not for the final digits: float32 cannot
+    resolve the 1e-10 relative decreases the convergence test looks for).
     """
-    w = None if weights is None else np.asarray(weights, dtype=np.float64)
+    log_n, log_d, log_loss = (np.asarray(v, dtype) for v in (log_n, log_d, log_loss))
+    w = None if weights is None else np.asarray(weights, dtype)
+    half_delta = dtype(0.5)
 
-    def fun(x_SxP: np.ndarray, rows: np.ndarray):
+    def fun(x_SxP: np.ndarray, rows):
         with np.errstate(over="ignore", invalid="ignore"):
-            return _fun(x_SxP, rows)
-
-    def _fun(x_SxP: np.ndarray, rows: np.ndarray):
-        e, a, b, al, be = (x_SxP[:, i:i + 1] for i in range(5))
-        # logsumexp factored around e: log L = e + log(1 + A N^-alpha / E + B D^-beta / E). No
-        # max-shift: an overflow means log L > 700, which the line search rejects as inf anyway.
-        e1 = np.exp((a - e) - al * log_n)  # [S, M]
-        e2 = np.exp((b - e) - be * log_d)
-        z = 1.0 + e1 + e2
-        r = e + np.log(z) - log_loss
-        psi = np.clip(r, -delta, delta)  # dHuber/dr
-        h = psi * (r - 0.5 * psi)  # = Huber_delta(r) on both branches
-        if w is not None:
-            ww = w if w.ndim == 1 else w[rows]
-            h, psi = h * ww, psi * ww
-        pz = psi / z  # times the softmax weights (1, e1, e2) / z gives d/d(e, a, b)
-        q1, q2 = pz * e1, pz * e2
-        grad = np.stack([pz.sum(1), q1.sum(1), q2.sum(1), -q1 @ log_n, -q2 @ log_d], 1)
-        return h.sum(1), grad
+            e, a, b, al, be = (x_SxP[:, i:i + 1].astype(dtype) for i in range(5))
+            # logsumexp factored around e: log L = e + log(1 + A N^-alpha / E + B D^-beta / E).
+            # No max-shift: an overflow means log L > 700, which the line search rejects anyway.
+            e1 = np.exp((a - e) - al * log_n)  # [S, M]
+            e2 = np.exp((b - e) - be * log_d)
+            z = 1 + e1 + e2
+            r = e + np.log(z) - log_loss
+            psi = np.clip(r, -delta, delta)  # dHuber/dr
+            h = psi * (r - half_delta * psi)  # = Huber_delta(r) on both branches
+            if w is not None:
+                ww = w if w.ndim == 1 else w[rows]
+                h, psi = h * ww, psi * ww
+            pz = psi / z  # times the softmax weights (1, e1, e2) / z gives d/d(e, a, b)
+            q1, q2 = pz * e1, pz * e2
+            grad = np.stack([pz.sum(1), q1.sum(1), q2.sum(1), -q1 @ log_n, -q2 @ log_d], 1)
+            return h.sum(1, dtype=np.float64), grad.astype(np.float64)
 
     return fun
 
@@ -278,7 +280,7 @@ class ParametricFit:
     theta: (e, a, b, alpha, beta) of the best start. objective: its summed Huber loss.
     converged: the best start met a stopping rule and >= 2 starts reached the same objective.
     num_starts / num_converged / num_at_best: grid size, starts that met a stopping rule, starts
-    within 1e-6 (relative) of the best objective, starts dropped after screening. residuals: log L - log L_pred per point.
+    within 1e-6 (relative) of the best objective, starts not refined after screening. residuals: log L - log L_pred per point.
     samples: [B, 5] bootstrap (E, A, B, alpha, beta); ci: name -> (lo, hi) percentile interval.
     """
 
@@ -332,9 +334,9 @@ def fit_parametric(params, tokens, loss, *, delta: float = 1e-3, init_grid=None,
                    prune_factor: float = 2.0) -> ParametricFit:
     """Chinchilla approach 3 (see the module docstring); all grid starts run as one batch.
 
-    Every grid start runs ``screen_iter`` iterations; those still running then at more than
-    ``prune_factor`` times the best objective so far are dropped (counted in ``num_pruned``), the
-    rest run to convergence or ``max_iter``. Bootstrap replicates resample the points (multinomial
+    Every grid start is screened for up to ``screen_iter`` iterations in float32; those within
+    ``prune_factor`` times the best screened objective are refined in float64 to convergence or
+    ``max_iter``, the others (``num_pruned``) keep their screening result. Bootstrap replicates resample the points (multinomial
     weights, all replicates one batch) and restart from the full-data optimum.
     """
     n = as_positive("params", params, 5)
@@ -351,17 +353,18 @@ def fit_parametric(params, tokens, loss, *, delta: float = 1e-3, init_grid=None,
     log_n, log_d, log_l = np.log(n), np.log(d), np.log(lo)
     opts = dict(ftol=1e-10, gtol=1e-9, f_scale=1e-6)
     fun = huber_logsumexp_objective(log_n, log_d, log_l, delta)
-    res = lbfgs.minimize(fun, grid, max_iter=screen_iter, **opts)
-    # Starts still running after `screen_iter` iterations at > prune_factor x the best objective
-    # so far are crawling along a plateau where one term has vanished; only the others continue.
+    # Screening in float32 (half the cost): every start runs `screen_iter` iterations or until
+    # float32 noise stops it. Starts within `prune_factor` x the best screened objective are then
+    # refined in float64 to convergence; the others (local optima or starts crawling along a
+    # plateau where one term has vanished) keep their screening result.
+    fun32 = huber_logsumexp_objective(log_n, log_d, log_l, delta, dtype=np.float32)
+    res = lbfgs.minimize(fun32, grid, max_iter=screen_iter, ftol=1e-7, gtol=1e-7, f_scale=1e-6)
     f_now = np.where(np.isfinite(res.fun), res.fun, np.inf)
-    going = res.status == lbfgs.STATUS_MAX_ITER
-    cont = np.flatnonzero(going & (f_now <= prune_factor * f_now.min() + 1e-12))
-    num_pruned = int(going.sum() - cont.size)
+    cont = np.flatnonzero(f_now <= prune_factor * f_now.min() + 1e-12)
+    num_pruned = int(len(grid) - cont.size)
     x, fv, status = res.x.copy(), res.fun.copy(), res.status.copy()
-    if cont.size:
-        more = lbfgs.minimize(fun, res.x[cont], max_iter=max_iter, **opts)
-        x[cont], fv[cont], status[cont] = more.x, more.fun, more.status
+    more = lbfgs.minimize(fun, res.x[cont], max_iter=max_iter, **opts)
+    x[cont], fv[cont], status[cont] = more.x, more.fun, more.status
     f = np.where(np.isfinite(fv), fv, np.inf)
     converged_rows = status <= lbfgs.STATUS_CONVERGED_G
     best = int(np.argmin(f))
