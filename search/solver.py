@@ -59,24 +59,26 @@ def _unpack(key: int) -> Fraction:
 def _op_keys(x: int, y: int, fractions: bool, max_abs: int) -> list[int | None]:
     """The six results (OPS order) of packed x op packed y; None where illegal."""
     an, ad, bn, bd = x >> _SHIFT, x & _DEN_MASK, y >> _SHIFT, y & _DEN_MASK
-    p, q, dd = an * bd, bn * ad, ad * bd
+    if ad == 1 and bd == 1:  # integers (most values): no cross products, gcd only for division
+        pairs = ((an + bn, 1), (an * bn, 1), (an - bn, 1), (bn - an, 1), (an, bn), (bn, an))
+    else:
+        p, q, dd = an * bd, bn * ad, ad * bd
+        pairs = ((p + q, dd), (an * bn, dd), (p - q, dd), (q - p, dd), (p, ad * bn), (q, bd * an))
     out: list[int | None] = []
-    for num, den in (
-        (p + q, dd),
-        (an * bn, dd),
-        (p - q, dd),
-        (q - p, dd),
-        (p, ad * bn),
-        (q, bd * an),
-    ):
-        if den == 0:
-            out.append(None)
-            continue
-        if den < 0:
+    for num, den in pairs:
+        if den <= 0:
+            if den == 0:
+                out.append(None)
+                continue
             num, den = -num, -den
-        g = gcd(num, den)
-        num, den = num // g, den // g
-        if den > max_abs or abs(num) > max_abs or (not fractions and (den != 1 or num <= 0)):
+        if den != 1:
+            g = gcd(num, den)
+            num, den = num // g, den // g
+        if (
+            den > max_abs
+            or not -max_abs <= num <= max_abs
+            or (not fractions and (den != 1 or num <= 0))
+        ):
             out.append(None)
         else:
             out.append((num << _SHIFT) | den)
@@ -116,15 +118,23 @@ def _combine(xs: frozenset, ys: frozenset, fractions: bool, max_abs: int) -> set
 
 
 @functools.cache
+def _index_splits(n: int) -> tuple[tuple[tuple[int, ...], tuple[int, ...]], ...]:
+    """Index partitions (I, J) of range(n) with |I| <= |J|, smallest I first."""
+    return tuple(
+        (idx, tuple(i for i in range(n) if i not in idx))
+        for k in range(1, n // 2 + 1)
+        for idx in itertools.combinations(range(n), k)
+    )
+
+
+@functools.cache
 def _splits(ms: tuple[int, ...]) -> tuple[tuple[tuple[int, ...], tuple[int, ...]], ...]:
     """Distinct unordered splits (A, B) of a sorted multiset, |A| <= |B|, smallest A first."""
-    n, out = len(ms), {}
-    for mask in range(1, 1 << (n - 1)):  # index n-1 always lands in B: each partition once
-        a = tuple(ms[i] for i in range(n) if mask >> i & 1)
-        b = tuple(ms[i] for i in range(n) if not mask >> i & 1)
-        key = (a, b) if (len(a), a) <= (len(b), b) else (b, a)
-        out.setdefault(key, None)
-    return tuple(sorted(out, key=lambda ab: len(ab[0])))
+    out, get = {}, ms.__getitem__
+    for ia, ib in _index_splits(len(ms)):
+        a, b = tuple(map(get, ia)), tuple(map(get, ib))
+        out.setdefault((a, b) if len(a) < len(b) or a <= b else (b, a), None)
+    return tuple(out)
 
 
 def _reach_impl(ms: tuple[int, ...], fractions: bool, max_abs: int) -> frozenset:
@@ -149,12 +159,13 @@ def _reach(ms: tuple[int, ...], fractions: bool, max_abs: int) -> frozenset:
 
 def _candidates(targets: frozenset, ra: frozenset, fractions: bool, max_abs: int):
     """Values y with x op y in targets for some x in ra: (set, any_y). any_y: 0*y = 0 for all y."""
-    cand = _combine(targets, ra - {_ZERO}, fractions, max_abs)
-    if _ZERO in ra:  # 0+y = t, y-0 = t, 0-y = t; 0*y and 0/y hit only t = 0, for every y
+    has_zero = _ZERO in ra
+    cand = _combine(targets, ra - {_ZERO} if has_zero else ra, fractions, max_abs)
+    if has_zero:  # 0+y = t, y-0 = t, 0-y = t; 0*y and 0/y hit only t = 0, for every y
         cand |= {t for t in targets} | {
             (-(t >> _SHIFT) << _SHIFT) | (t & _DEN_MASK) for t in targets
         }
-    return cand, _ZERO in ra and _ZERO in targets
+    return cand, has_zero and _ZERO in targets
 
 
 def _can_reach(ms: tuple[int, ...], targets: frozenset, fractions: bool, max_abs: int) -> bool:
@@ -193,30 +204,37 @@ def _sub_multisets(ms: tuple[int, ...]):
 
 
 def _witness(ms: tuple[int, ...], t: int, fractions: bool, max_abs: int):
-    """An expression tree reaching t from all of ms: a leaf key or (op, left, right)."""
+    """An expression tree reaching t from all of ms (a leaf key or (op, left, right)), or None."""
     if len(ms) == 1:
-        return ms[0]
+        return ms[0] if ms[0] == t else None
+    targets = frozenset([t])
     for a, b in _splits(ms):
         ra = _reach(a, fractions, max_abs)
-        cand, any_y = _candidates(frozenset([t]), ra, fractions, max_abs)
+        cand, any_y = _candidates(targets, ra, fractions, max_abs)
         if any_y and _reach(b, fractions, max_abs):  # 0 * (anything B reaches) = 0
             y = min(_reach(b, fractions, max_abs))
             return (1, _witness(a, _ZERO, fractions, max_abs), _witness(b, y, fractions, max_abs))
-        if not _can_reach(b, frozenset(cand), fractions, max_abs):
+        hit = _reach(b, fractions, max_abs) & cand if len(b) <= _FULL else cand
+        if not hit or (len(b) > _FULL and not _can_reach(b, frozenset(cand), fractions, max_abs)):
             continue
-        for x in sorted(ra):
+        for x in sorted(ra):  # this split works: find the operand pair (x, y) and op
             rows = _op_keys(t, x, fractions, max_abs)
             for k in range(6):
                 if x == _ZERO and k in (1, 4, 5):  # 0*y, 0/y, y/0: see _candidates
                     continue
                 y = rows[_INV_ROW[k]]
-                if y is not None and _can_reach(b, frozenset([y]), fractions, max_abs):
+                if (
+                    y is not None
+                    and y in hit
+                    and (len(b) <= _FULL or _can_reach(b, frozenset([y]), fractions, max_abs))
+                ):
                     return (
                         k,
                         _witness(a, x, fractions, max_abs),
                         _witness(b, y, fractions, max_abs),
                     )
-    raise RuntimeError(f"solver inconsistency: no witness for {ms} -> {_unpack(t)}")
+        raise RuntimeError(f"solver inconsistency at {ms} -> {_unpack(t)}")
+    return None
 
 
 def _tree_actions(tree, slots: dict[int, list[int]], n_max: int) -> tuple[int, list[int]]:
@@ -294,6 +312,8 @@ class SolveResult:
 
 
 def _key_of(x, field: str, rules: game.Rules, positive: bool) -> int:
+    if type(x) is int and -rules.max_abs <= x <= rules.max_abs and (x > 0 or rules.fractions):
+        return (x << _SHIFT) | 1  # fast path for plain ints (the 1820-problem sweep)
     if isinstance(x, bool) or not isinstance(x, (int, np.integer, Fraction)):
         raise ValueError(f"{field}={x!r} is not an integer or Fraction.")
     f = Fraction(x)
@@ -325,11 +345,11 @@ def solve(
     t = _key_of(target, "target", rules, False)
     ms = tuple(sorted(keys))
     n_sol = _num_solutions(ms, t, rules) if count else None
-    if not _solvable(ms, t, rules):
-        return SolveResult(False, None, None, n_sol)
+    # Smallest sub-multiset first under use_all=False; _witness is the search itself (None: no).
     subs = [ms] if rules.use_all else _sub_multisets(ms)
-    sub = next(s for s in subs if _can_reach(s, frozenset([t]), rules.fractions, rules.max_abs))
-    tree = _witness(sub, t, rules.fractions, rules.max_abs)
+    tree = next((w for s in subs if (w := _witness(s, t, rules.fractions, rules.max_abs))), None)
+    if tree is None:
+        return SolveResult(False, None, None, n_sol)
     slots: dict[int, list[int]] = {}
     for s, k in enumerate(keys):
         slots.setdefault(k, []).append(s)
