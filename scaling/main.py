@@ -35,13 +35,17 @@ _RTOL = flags.DEFINE_float("budget_rtol", 0.05, "Runs within this relative FLOPs
                            lower_bound=0.0)
 _SKIP = flags.DEFINE_bool("skip_invalid", False, "Warn about and skip invalid records.")
 _SEED = flags.DEFINE_integer("seed", 0, "Bootstrap seed.")
+_DEPTHS = flags.DEFINE_list("suggest_depths", [], "Candidate depths: suggest depth, batch and "
+                            "learning rate for each target budget (imports nnx_models).")
+_SEQ_LEN = flags.DEFINE_integer("seq_len", 32, "Tokens per example, for the suggested batch.",
+                                lower_bound=1)
 
 
-def _floats(name: str, values: list[str]) -> tuple[float, ...]:
+def _numbers(name: str, values: list[str], kind=float) -> tuple:
     try:
-        return tuple(float(v) for v in values)
+        return tuple(kind(v) for v in values)
     except ValueError as e:
-        raise app.UsageError(f"--{name}={','.join(values)} must be numbers: {e}") from e
+        raise app.UsageError(f"--{name}={','.join(values)} must be {kind.__name__}s: {e}") from e
 
 
 def main(argv: list[str]) -> int:
@@ -49,9 +53,10 @@ def main(argv: list[str]) -> int:
         raise app.UsageError(f"unexpected arguments {argv[1:]}")
     opts = report.ReportOptions(
         loss_key=_LOSS_KEY.value, split=_SPLIT.value, method=_METHOD.value,
-        thresholds=_floats("thresholds", _THRESHOLDS.value),
-        target_flops=_floats("target_flops", _TARGETS.value), bootstrap=_BOOTSTRAP.value,
-        level=_LEVEL.value, budget_rtol=_RTOL.value, seed=_SEED.value)
+        thresholds=_numbers("thresholds", _THRESHOLDS.value),
+        target_flops=_numbers("target_flops", _TARGETS.value), bootstrap=_BOOTSTRAP.value,
+        level=_LEVEL.value, budget_rtol=_RTOL.value, seed=_SEED.value,
+        suggest_depths=_numbers("suggest_depths", _DEPTHS.value, int), seq_len=_SEQ_LEN.value)
     try:
         recs = records.load_records(_RUNS.value, skip_invalid=_SKIP.value)
         summary = report.build_report(recs, _OUT.value, opts)

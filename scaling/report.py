@@ -26,7 +26,8 @@ class ReportOptions:
     """loss_key: final_metrics entry fitted as L. split/method: search evals used (None: the most
     frequent pair). thresholds: solve rates for the frontier. target_flops: training budgets to
     predict at (empty: 10x and 100x the largest run). passk_prefixes: methods read as pass@k
-    sampling, with k = ``simulations``."""
+    sampling, with k = ``simulations``. suggest_depths: candidate depths for
+    ``sweep.suggest_hparams`` at each target's predicted N_opt (approach 3, else approach 2)."""
 
     loss_key: str = "eval/loss"
     split: str | None = None
@@ -38,6 +39,8 @@ class ReportOptions:
     budget_rtol: float = 0.05
     flops_per_param_token: float = 6.0
     passk_prefixes: tuple = ("pass", "sampl")
+    suggest_depths: tuple = ()  # non-empty: suggest depth/batch/lr at each target (needs JAX)
+    seq_len: int = 32  # tokens per example, for the suggested batch size
     seed: int = 0
 
 
@@ -150,7 +153,22 @@ def fit_all(recs: list[dict], opts: ReportOptions = ReportOptions()) -> tuple[di
                 f = fit_inference.fit_pass_at_k(cur.simulations, cur.solve_rate)
                 return {"a": f.a, "b": f.b, "k": cur.simulations, "coverage": cur.solve_rate}
             _section(entry, "fit", passk)
+    out["hparams"] = _suggestions(out, opts) if opts.suggest_depths else []
     return _jsonable(out), objs
+
+
+def _suggestions(out: dict, opts: ReportOptions) -> list[dict]:
+    from scaling import sweep  # lazy: model sizes come from nnx_models (JAX)
+
+    preds = [p for key in ("approach3", "approach2") for p in out[key].get("predictions", [])]
+    if not preds:
+        return []
+    params_fn = sweep.model_fns(opts.seq_len)[0]
+    first = {}
+    for p in preds:  # approach 3 first, so it wins per budget
+        first.setdefault(p["flops"], p)
+    return [{"flops": c, "n_opt": p["n_opt"], **sweep.suggest_hparams(
+        p["n_opt"], c, opts.suggest_depths, params_fn, opts.seq_len)} for c, p in first.items()]
 
 
 def _plot_all(objs: dict, out_dir: str, opts: ReportOptions) -> list[str]:
@@ -277,6 +295,13 @@ def render(s: dict) -> str:
             [e["run"], e["split"], e["method"], _g(e["fit"].get("a")),
              _g(e["fit"].get("b")) if "skipped" not in e["fit"] else e["fit"]["skipped"][:60]]
             for e in s["pass_at_k"]])
+    if s.get("hparams"):
+        lines += ["## Suggested settings at the targets", ""]
+        lines += _table(["C", "N_opt", "depth", "d_model", "heads", "params", "batch", "lr"], [
+            [_g(h["flops"]), _g(h["n_opt"]), str(h["depth"]), str(h["d_model"]),
+             str(h["num_heads"]), _g(h["params"]), str(h["batch_size"]),
+             _g(h["learning_rate"])] for h in s["hparams"]])
+        lines += [f"({s['hparams'][0]['source']}.)", ""]
     if s.get("warnings"):
         lines += ["## Warnings", ""] + [f"- {w}" for w in s["warnings"]] + [""]
     lines += ["## Plots", ""] + [f"![{p}]({p})" for p in s.get("plots", [])]

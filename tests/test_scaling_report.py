@@ -114,13 +114,15 @@ def test_report_files_and_recovered_truth(built):
 def test_cli_writes_report_and_rejects_bad_records(fake_runs, tmp_path, capsys):
     out = tmp_path / "cli"
     argv = ["scaling.main", f"--runs={fake_runs}/*", f"--out={out}", "--bootstrap=0",
-            "--target_flops=1e16", "--thresholds=0.5"]
+            "--target_flops=1e16", "--thresholds=0.5", "--suggest_depths=1,2,3,4,5,6"]
     from absl import flags
 
     flags.FLAGS.unparse_flags()
     flags.FLAGS(argv)
     assert scaling_main.main(argv[:1]) == 0
-    assert (out / "report.md").exists()
+    assert "## Suggested settings" in (out / "report.md").read_text()
+    hp = json.loads((out / "fits.json").read_text())["hparams"][0]
+    assert hp["flops"] == 1e16 and 1 <= hp["depth"] <= 6 and hp["learning_rate"] > 0
     bad = tmp_path / "bad" / "r0"
     bad.mkdir(parents=True)
     rec = json.loads(next(fake_runs.glob("*/run.json")).read_text())
