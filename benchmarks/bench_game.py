@@ -17,16 +17,19 @@ states are compared exactly before any number is printed. The Python engine is t
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import time
 from fractions import Fraction
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from benchmarks.common import best_time, write_json
 from search import game
+
+
+def _best_wall(fn, repeats: int) -> float:
+    return best_time(fn, repeats)[0]
+
 
 OPS = (
     lambda a, b: a + b,
@@ -63,15 +66,6 @@ def py_step(vals: list, action: int, pairs: list, rules: game.Rules) -> list:
 
 def py_legal(vals: list, pairs: list, rules: game.Rules) -> list[bool]:
     return [py_result(vals, i, j, op, rules) is not None for i, j in pairs for op in range(6)]
-
-
-def _best(fn, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return min(times)
 
 
 def main(argv=None) -> dict:
@@ -117,8 +111,8 @@ def main(argv=None) -> dict:
     legal = jax.jit(lambda s: game.legal_mask(s, rules))
     acts = jnp.asarray(actions)
     jax.block_until_ready((play(state0, acts), legal(state0)))  # compile outside the timings
-    t_jax_step = _best(lambda: jax.block_until_ready(play(state0, acts)), args.repeats)
-    t_jax_legal = _best(lambda: jax.block_until_ready(legal(state0)), args.repeats)
+    t_jax_step = _best_wall(lambda: jax.block_until_ready(play(state0, acts)), args.repeats)
+    t_jax_legal = _best_wall(lambda: jax.block_until_ready(legal(state0)), args.repeats)
 
     pairs = [tuple(p) for p in game.pair_table(rules.n_max).tolist()]
     start = [
@@ -140,8 +134,8 @@ def main(argv=None) -> dict:
     py_mask = [py_legal(vals, pairs, rules) for vals in start[:64]]
     if not np.array_equal(np.asarray(legal(state0))[:64], np.array(py_mask)):
         raise AssertionError("the engines disagree on legal masks")
-    t_py_step = _best(py_play, max(1, args.repeats // 2))
-    t_py_legal = _best(
+    t_py_step = _best_wall(py_play, max(1, args.repeats // 2))
+    t_py_legal = _best_wall(
         lambda: [py_legal(v, pairs, rules) for v in start], max(1, args.repeats // 2)
     )
 
@@ -180,10 +174,7 @@ def main(argv=None) -> dict:
         "device_count": jax.device_count(),
         "rows": rows,
     }
-    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    with open(args.out, "w", encoding="utf-8") as fh:
-        json.dump(out, fh, indent=2)
-    return out
+    return write_json(out, args.out)
 
 
 if __name__ == "__main__":

@@ -19,14 +19,12 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import json
-import os
 import statistics
-import time
 from fractions import Fraction
 
 import numpy as np
 
+from benchmarks.common import best_time, write_json
 from search import game, solver
 
 
@@ -41,18 +39,6 @@ def naive_solve(nums: list, target: Fraction) -> bool:
         if any(naive_solve(rest + [r], target) for r in results):
             return True
     return False
-
-
-def _timed(fn, repeats: int):
-    best, best_cpu, out = float("inf"), float("inf"), None
-    for _ in range(repeats):
-        t0, c0 = time.perf_counter(), time.process_time()
-        out = fn()
-        best, best_cpu = (
-            min(best, time.perf_counter() - t0),
-            min(best_cpu, time.process_time() - c0),
-        )
-    return best, best_cpu, out
 
 
 def _sweep_ours(probs, cold: bool) -> list[bool]:
@@ -82,32 +68,27 @@ def main(argv=None) -> dict:
     args = ap.parse_args(argv)
     probs = list(itertools.combinations_with_replacement(range(1, 14), 4))
     naive_probs = probs[::4] if args.quick else probs
-    t_cold, c_cold, ours = _timed(lambda: _sweep_ours(probs, True), args.repeats)
-    t_warm, c_warm, _ = _timed(lambda: _sweep_ours(probs, False), args.repeats)
-    t_naive, c_naive, naive = _timed(
+    t_cold, c_cold, ours = best_time(lambda: _sweep_ours(probs, True), args.repeats)
+    t_warm, c_warm, _ = best_time(lambda: _sweep_ours(probs, False), args.repeats)
+    t_naive, c_naive, naive = best_time(
         lambda: [naive_solve([Fraction(x) for x in p], Fraction(24)) for p in naive_probs],
         1 if args.quick else max(1, args.repeats // 2),
     )
     if sum(ours) != 1362 or naive != [ours[probs.index(p)] for p in naive_probs]:
         raise AssertionError(f"solvers disagree: ours {sum(ours)} solvable, naive {sum(naive)}")
-    naive_per_problem = t_naive / len(naive_probs)
+    scale = 1820 / len(naive_probs)  # naive: measured rate per problem x 1820
     rows = [
         {
-            "case": "all 1820 (cold)",
-            "ours_s": t_cold,
-            "ours_cpu_s": c_cold,
-            "naive_s": naive_per_problem * 1820,
+            "case": case,
+            "ours_s": t,
+            "ours_cpu_s": c,
+            "naive_s": t_naive * scale,
+            "naive_cpu_s": c_naive * scale,
             "naive_measured_problems": len(naive_probs),
-            "ratio": naive_per_problem * 1820 / t_cold,
-        },
-        {
-            "case": "all 1820 (warm)",
-            "ours_s": t_warm,
-            "ours_cpu_s": c_warm,
-            "naive_s": naive_per_problem * 1820,
-            "naive_measured_problems": len(naive_probs),
-            "ratio": naive_per_problem * 1820 / t_warm,
-        },
+            "ratio": t_naive * scale / t,
+            "ratio_cpu": c_naive * scale / c,
+        }
+        for case, t, c in (("all 1820 (cold)", t_cold, c_cold), ("all 1820 (warm)", t_warm, c_warm))
     ]
     singles = []
     for n in (6, 7):
@@ -118,7 +99,7 @@ def main(argv=None) -> dict:
                 solver.clear_caches()
                 return solver.solve(nums, target, game.Rules())
 
-            t, _, res = _timed(one, args.repeats)
+            t, _, res = best_time(one, args.repeats)
             times.append(t)
             solved += res.solvable
         singles.append(
@@ -131,19 +112,19 @@ def main(argv=None) -> dict:
             }
         )
     print(f"solver: all 4-card problems 1..13 -> 24 (naive DFS measured on {len(naive_probs)})")
-    print(f"{'case':<18}{'ours s':>10}{'naive s':>10}{'ratio':>9}")
+    print(f"{'case':<18}{'ours s':>10}{'naive s':>10}{'ratio':>9}{'ratio (CPU time)':>18}")
     for r in rows:
-        print(f"{r['case']:<18}{r['ours_s']:>10.3f}{r['naive_s']:>10.2f}{r['ratio']:>8.0f}x")
+        print(
+            f"{r['case']:<18}{r['ours_s']:>10.3f}{r['naive_s']:>10.2f}{r['ratio']:>8.0f}x"
+            f"{r['ratio_cpu']:>17.0f}x"
+        )
     for s in singles:
         print(
             f"{s['case']:<22} median {s['median_s'] * 1e3:.1f} ms, max {s['max_s'] * 1e3:.1f} ms "
             f"({s['instances']} instances, {s['solvable']} solvable)"
         )
     out = {"benchmark": "bench_solver", "quick": args.quick, "rows": rows, "singles": singles}
-    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    with open(args.out, "w", encoding="utf-8") as fh:
-        json.dump(out, fh, indent=2)
-    return out
+    return write_json(out, args.out)
 
 
 if __name__ == "__main__":
