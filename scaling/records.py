@@ -28,10 +28,11 @@ SEARCH_KEYS = ("split", "method", "simulations", "evals_per_problem", "search_fl
                "solve_rate", "num_problems")
 
 
-def _positive(value, where: str) -> float:
+def _positive(value, where: str, allow_zero: bool = False) -> float:
     ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-    if not ok or not math.isfinite(value) or value <= 0:
-        raise ValueError(f"{where}={value!r} is invalid; allowed: a finite number > 0.")
+    if not ok or not math.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
+        raise ValueError(f"{where}={value!r} is invalid; allowed: a finite number "
+                         f"{'>= 0' if allow_zero else '> 0'}.")
     return float(value)
 
 
@@ -53,9 +54,10 @@ def validate_record(rec: dict, source: str = "<record>") -> dict:
         where = f"{source}: search_evals[{i}]"
         if not isinstance(ev, dict) or any(k not in ev for k in SEARCH_KEYS):
             raise ValueError(f"{where} must be an object with keys {SEARCH_KEYS}.")
-        for key in ("simulations", "evals_per_problem", "search_flops_per_problem",
-                    "num_problems"):
-            _positive(ev[key], f"{where}.{key}")
+        _positive(ev["simulations"], f"{where}.simulations")
+        # Network-free methods (exhaustive search) record 0 FLOPs; an empty split 0 problems.
+        for key in ("evals_per_problem", "search_flops_per_problem", "num_problems"):
+            _positive(ev[key], f"{where}.{key}", allow_zero=True)
         rate = ev["solve_rate"]
         if not isinstance(rate, (int, float)) or not 0 <= rate <= 1:
             raise ValueError(f"{where}.solve_rate={rate!r} is invalid; allowed [0, 1].")
@@ -137,13 +139,18 @@ class SearchCurve:
     num_problems: np.ndarray
 
 
+def usable(ev: dict) -> bool:
+    """A search eval that can sit on a log-compute axis: > 0 FLOPs and >= 1 problem."""
+    return ev["search_flops_per_problem"] > 0 and ev["num_problems"] > 0
+
+
 def search_curves(records: list[dict], split: str | None = None,
                   method: str | None = None) -> list[SearchCurve]:
-    """One curve per (run, split, method) with >= 1 entry; ``split``/``method`` filter if given."""
+    """One curve per (run, split, method) from its `usable` entries; ``split``/``method`` filter."""
     curves = []
     for rec in records:
         groups: dict[tuple[str, str], list[dict]] = {}
-        for ev in rec["search_evals"]:
+        for ev in filter(usable, rec["search_evals"]):
             if (split is None or ev["split"] == split) and (method is None or ev["method"] == method):
                 groups.setdefault((str(ev["split"]), str(ev["method"])), []).append(ev)
         for (sp, me), evs in sorted(groups.items()):

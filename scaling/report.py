@@ -25,8 +25,8 @@ from scaling import fit, fit_inference, plots, records
 class ReportOptions:
     """loss_key: final_metrics entry fitted as L. split/method: search evals used (None: the most
     frequent pair). thresholds: solve rates for the frontier. target_flops: training budgets to
-    predict at (empty: 10x and 100x the largest run). passk_prefixes: methods read as pass@k
-    sampling, with k = ``simulations``. suggest_depths: candidate depths for
+    predict at (empty: 10x and 100x the largest run). passk_prefixes: method-name prefixes read
+    as pass@k sampling (``search.eval``'s ``sample_pass``), with k = ``simulations``. suggest_depths: candidate depths for
     ``sweep.suggest_hparams`` at each target's predicted N_opt (approach 3, else approach 2)."""
 
     loss_key: str = "eval/loss"
@@ -38,7 +38,7 @@ class ReportOptions:
     level: float = 0.95
     budget_rtol: float = 0.05
     flops_per_param_token: float = 6.0
-    passk_prefixes: tuple = ("pass", "sampl")
+    passk_prefixes: tuple = ("sample_pass", "pass")
     suggest_depths: tuple = ()  # non-empty: suggest depth/batch/lr at each target (needs JAX)
     seq_len: int = 32  # tokens per example, for the suggested batch size
     seed: int = 0
@@ -75,7 +75,8 @@ def _section(out: dict, key: str, fn):
 def _pick_search(recs: list[dict], opts: ReportOptions) -> tuple[str | None, str | None]:
     if opts.split is not None and opts.method is not None:
         return opts.split, opts.method
-    pairs = collections.Counter((e["split"], e["method"]) for r in recs for e in r["search_evals"]
+    pairs = collections.Counter((e["split"], e["method"]) for r in recs
+                                for e in filter(records.usable, r["search_evals"])
                                 if (opts.split is None or e["split"] == opts.split)
                                 and (opts.method is None or e["method"] == opts.method)
                                 and not str(e["method"]).startswith(opts.passk_prefixes))

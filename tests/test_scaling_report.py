@@ -46,15 +46,21 @@ def write_fake_runs(root, noise=0.003, seed=0, lonely=False):
             for s in SIMS:
                 flops = s * 60.0 * n
                 rate = special.expit(SLOPE * (np.log10(flops) - (M_TRUE * np.log10(c) + C_TRUE)))
-                evals.append({"split": "test", "method": "gumbel", "simulations": s,
+                evals.append({"split": "test", "method": "mcts", "simulations": s,
                               "evals_per_problem": s, "search_flops_per_problem": flops,
                               "solve_rate": round(float(rate) * 1000) / 1000,
                               "solve_rate_ci": [0.0, 1.0], "num_problems": 1000})
-            for k in (1, 2, 4, 8, 16):
-                evals.append({"split": "test", "method": "pass@k", "simulations": k,
-                              "evals_per_problem": 4 * k, "search_flops_per_problem": k * n,
-                              "solve_rate": float(np.exp(-1.5 * k**-0.5)),
-                              "solve_rate_ci": [0.0, 1.0], "num_problems": 1000})
+            for k in (1, 2, 4, 8, 16):  # method names as search.eval writes them
+                for method, rate in (("sample_pass", np.exp(-1.5 * k**-0.5)),
+                                     ("sample_majority", 0.3)):
+                    evals.append({"split": "test", "method": method, "simulations": k,
+                                  "evals_per_problem": 4 * k, "search_flops_per_problem": k * n,
+                                  "solve_rate": float(rate), "solve_rate_ci": [0.0, 1.0],
+                                  "num_problems": 1000})
+            # network-free search records 0 FLOPs: valid, but off the log-compute axis
+            evals.append({"split": "test", "method": "exhaustive_dfs", "simulations": 4,
+                          "evals_per_problem": 40.0, "search_flops_per_problem": 0.0,
+                          "solve_rate": 0.9, "solve_rate_ci": [0.8, 1.0], "num_problems": 1000})
             run = root / f"C{c:.0e}_s{j}"
             run.mkdir(parents=True)
             (run / "run.json").write_text(json.dumps(_record(run.name, n, c, loss, evals)))
@@ -98,7 +104,8 @@ def test_report_files_and_recovered_truth(built):
         mid_true = M_TRUE * np.log10(cur["train_flops"]) + C_TRUE
         assert cur["slope"] == pytest.approx(SLOPE, rel=0.05)
         assert cur["mid_log10_flops"] == pytest.approx(mid_true, abs=0.02)
-    assert s["search"]["method"] == "gumbel"  # pass@k entries are not mixed into the curves
+    assert s["search"]["method"] == "mcts"  # pass@k / 0-FLOP entries are not mixed in
+    assert len(s["search"]["curves"]) == 13
     assert s["frontier"]["m"] == pytest.approx(M_TRUE, abs=0.05)
     passk = s["pass_at_k"]
     assert len(passk) == 13 and passk[0]["fit"]["b"] == pytest.approx(0.5, abs=1e-6)
