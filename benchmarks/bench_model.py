@@ -59,8 +59,13 @@ def _torch_model(cfg: model_config.ModelConfig, path: str):
     from transformers import LlamaConfig, LlamaForCausalLM
 
     torch.manual_seed(0)
-    hf_cfg = LlamaConfig(**{k: v for k, v in hf._hf_config(cfg).items()
-                            if k not in ("architectures", "model_type", "torch_dtype")})
+    hf_cfg = LlamaConfig(
+        **{
+            k: v
+            for k, v in hf._hf_config(cfg).items()
+            if k not in ("architectures", "model_type", "torch_dtype")
+        }
+    )
     model = LlamaForCausalLM(hf_cfg).float()
     model.save_pretrained(path, safe_serialization=True)
     return model
@@ -113,7 +118,9 @@ def bench_torch(model, tokens, repeats):
     def step():
         opt.zero_grad(set_to_none=True)
         out = model(t).logits[:, :-1]
-        loss = torch.nn.functional.cross_entropy(out.reshape(-1, out.shape[-1]), t[:, 1:].reshape(-1))
+        loss = torch.nn.functional.cross_entropy(
+            out.reshape(-1, out.shape[-1]), t[:, 1:].reshape(-1)
+        )
         loss.backward()
         opt.step()
 
@@ -121,7 +128,9 @@ def bench_torch(model, tokens, repeats):
 
 
 def main(argv=None) -> dict:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--quick", action="store_true", help="one small size, 3 repeats")
     ap.add_argument("--sizes", default="d2,d4,d8", help=f"comma list of {sorted(SIZES)}")
     ap.add_argument("--batch", type=int, default=16)
@@ -146,8 +155,12 @@ def main(argv=None) -> dict:
         cfg = SIZES[name]()
         tokens = np.random.default_rng(0).integers(0, cfg.vocab_size, (args.batch, args.seq))
         ntok = args.batch * args.seq
-        row = {"size": name, "params": flops.param_counts(cfg, heads=False)["total"],
-               "batch": args.batch, "seq": args.seq}
+        row = {
+            "size": name,
+            "params": flops.param_counts(cfg, heads=False)["total"],
+            "batch": args.batch,
+            "seq": args.seq,
+        }
         with tempfile.TemporaryDirectory() as path:
             if have_torch:
                 tmodel = _torch_model(cfg, path)
@@ -157,13 +170,21 @@ def main(argv=None) -> dict:
             row |= {"jax_forward_tok_s": ntok / jf, "jax_train_tok_s": ntok / jt}
             if have_torch:
                 t_logits, tf, tt = bench_torch(tmodel, tokens, repeats)
-                row |= {"torch_forward_tok_s": ntok / tf, "torch_train_tok_s": ntok / tt,
-                        "forward_ratio": tf / jf, "train_ratio": tt / jt,
-                        "max_abs_logit_diff": float(np.abs(j_logits - t_logits).max())}
+                row |= {
+                    "torch_forward_tok_s": ntok / tf,
+                    "torch_train_tok_s": ntok / tt,
+                    "forward_ratio": tf / jf,
+                    "train_ratio": tt / jt,
+                    "max_abs_logit_diff": float(np.abs(j_logits - t_logits).max()),
+                }
         rows.append(row)
         print(_fmt_row(row), flush=True)
-    result = {"device": jax.devices()[0].device_kind, "jax": jax.__version__,
-              "cpu_count": os.cpu_count(), "rows": rows}
+    result = {
+        "device": jax.devices()[0].device_kind,
+        "jax": jax.__version__,
+        "cpu_count": os.cpu_count(),
+        "rows": rows,
+    }
     if have_torch:
         import torch
 
@@ -176,14 +197,18 @@ def main(argv=None) -> dict:
 
 
 def _fmt_row(r: dict) -> str:
-    s = (f"{r['size']:>13} {r['params'] / 1e6:7.2f}M B={r['batch']} L={r['seq']} | fwd jax "
-         f"{r['jax_forward_tok_s']:9.0f} tok/s")
+    s = (
+        f"{r['size']:>13} {r['params'] / 1e6:7.2f}M B={r['batch']} L={r['seq']} | fwd jax "
+        f"{r['jax_forward_tok_s']:9.0f} tok/s"
+    )
     if "torch_forward_tok_s" in r:
         s += f" torch {r['torch_forward_tok_s']:9.0f} ({r['forward_ratio']:.2f}x)"
     s += f" | train jax {r['jax_train_tok_s']:8.0f} tok/s"
     if "torch_train_tok_s" in r:
-        s += (f" torch {r['torch_train_tok_s']:8.0f} ({r['train_ratio']:.2f}x)"
-              f" | max|dlogit| {r['max_abs_logit_diff']:.1e}")
+        s += (
+            f" torch {r['torch_train_tok_s']:8.0f} ({r['train_ratio']:.2f}x)"
+            f" | max|dlogit| {r['max_abs_logit_diff']:.1e}"
+        )
     return s
 
 

@@ -25,7 +25,23 @@ from nnx_models.tokenizer import (
 from nnx_models.transformer import Transformer
 
 __all__ = [
-    "ILLEGAL_LOGIT", "PRESETS", "ModelConfig", "PolicyValueNet", "TokenizerConfig", "Transformer",
-    "apply_fn", "decode", "encode", "encode_trace", "lm_loss", "make_evaluate", "seq_len",
-    "slot_positions", "smollm2_135m", "smollm2_1p7b", "smollm2_360m", "summary_position", "trace_len",
+    "ILLEGAL_LOGIT",
+    "PRESETS",
+    "ModelConfig",
+    "PolicyValueNet",
+    "TokenizerConfig",
+    "Transformer",
+    "apply_fn",
+    "decode",
+    "encode",
+    "encode_trace",
+    "lm_loss",
+    "make_evaluate",
+    "seq_len",
+    "slot_positions",
+    "smollm2_135m",
+    "smollm2_1p7b",
+    "smollm2_360m",
+    "summary_position",
+    "trace_len",
 ]

@@ -1,8 +1,9 @@
 """Model hyperparameters as one frozen dataclass (the ``nnx_models`` boundary).
 
 Sizing by one knob (nanochat rule): ``ModelConfig.from_depth(depth)`` gives ``layers = depth``,
-``d_model = 64 * depth``, ``head_dim = 128`` and ``heads = ceil(d_model / 128)``; for depth 1 (d_model
-64 < 128) that rule would give a 128-wide head on a 64-wide stream, so we use ONE head of dim d_model
+``d_model = 64 * depth``, ``head_dim = 128`` and ``heads = ceil(d_model / 128)``; for depth 1
+(d_model 64 < 128) that rule would give a 128-wide head on a 64-wide stream, so we use ONE head
+of dim d_model
 instead. MLP: ReLU^2 with ``mlp_dim = 4 * d_model`` (nanochat), or SwiGLU with ``mlp_dim = 8/3 * d``
 rounded up to a multiple of 64 (Llama) when ``mlp="swiglu"``. The presets copy SmolLM2 exactly.
 """
@@ -54,7 +55,15 @@ class ModelConfig:
     init_std: float = 0.02
 
     def __post_init__(self):
-        positive = ("depth", "d_model", "num_heads", "num_kv_heads", "head_dim", "mlp_dim", "vocab_size")
+        positive = (
+            "depth",
+            "d_model",
+            "num_heads",
+            "num_kv_heads",
+            "head_dim",
+            "mlp_dim",
+            "vocab_size",
+        )
         for name in positive:
             if getattr(self, name) < 1:
                 raise ValueError(f"ModelConfig.{name}={getattr(self, name)} must be >= 1.")
@@ -69,7 +78,9 @@ class ModelConfig:
             raise ValueError(f"ModelConfig.mlp={self.mlp!r}; allowed 'swiglu', 'relu2'.")
         for name in ("dtype", "param_dtype"):
             if getattr(self, name) not in _DTYPES:
-                raise ValueError(f"ModelConfig.{name}={getattr(self, name)!r}; allowed {list(_DTYPES)}.")
+                raise ValueError(
+                    f"ModelConfig.{name}={getattr(self, name)!r}; allowed {list(_DTYPES)}."
+                )
         if not 2 <= self.n_max <= tokenizer.MAX_SLOTS:
             raise ValueError(f"ModelConfig.n_max={self.n_max} out of range; allowed 2..16.")
         if self.head_hidden < 0:
@@ -106,16 +117,33 @@ class ModelConfig:
             heads, head_dim = math.ceil(d / 128), 128
         mlp = kw.get("mlp", "relu2")
         mlp_dim = 4 * d if mlp == "relu2" else 64 * math.ceil(8 * d / 3 / 64)
-        base = dict(depth=depth, d_model=d, num_heads=heads, num_kv_heads=heads, head_dim=head_dim,
-                    mlp_dim=mlp_dim, mlp=mlp)
+        base = dict(
+            depth=depth,
+            d_model=d,
+            num_heads=heads,
+            num_kv_heads=heads,
+            head_dim=head_dim,
+            mlp_dim=mlp_dim,
+            mlp=mlp,
+        )
         base.update(kw)
         return cls(**base)
 
 
 def _smollm2(depth, d, heads, kv, mlp_dim, **kw) -> ModelConfig:
-    base = dict(depth=depth, d_model=d, num_heads=heads, num_kv_heads=kv, head_dim=d // heads,
-                mlp_dim=mlp_dim, mlp="swiglu", vocab_size=49152, tie_embeddings=True,
-                rope_theta=100000.0 if d < 2048 else 130000.0, norm_eps=1e-5)
+    base = dict(
+        depth=depth,
+        d_model=d,
+        num_heads=heads,
+        num_kv_heads=kv,
+        head_dim=d // heads,
+        mlp_dim=mlp_dim,
+        mlp="swiglu",
+        vocab_size=49152,
+        tie_embeddings=True,
+        rope_theta=100000.0 if d < 2048 else 130000.0,
+        norm_eps=1e-5,
+    )
     base.update(kw)
     return ModelConfig(**base)
 

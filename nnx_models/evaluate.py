@@ -30,7 +30,9 @@ def make_evaluate(graphdef, tok_cfg: tokenizer.TokenizerConfig, rules: game.Rule
     Returns float32 (logits [B, A], value [B] in [0, 1]); jittable, batch axis must be 1-D.
     """
     if tok_cfg.n_max != rules.n_max:
-        raise ValueError(f"tok_cfg.n_max={tok_cfg.n_max} != rules.n_max={rules.n_max}; they must match.")
+        raise ValueError(
+            f"tok_cfg.n_max={tok_cfg.n_max} != rules.n_max={rules.n_max}; they must match."
+        )
 
     def evaluate(params, state: game.State):
         model = nnx.merge(graphdef, params)

@@ -57,7 +57,9 @@ class ValueHead(nnx.Module):
     def __call__(self, summary_BxD: jax.Array) -> jax.Array:
         dt = self.cfg.compute_dtype
         z = jax.nn.relu(summary_BxD @ self.w_hid[...].astype(dt) + self.b_hid[...].astype(dt))
-        return (z @ self.w_out[...].astype(dt) + self.b_out[...].astype(dt))[:, 0].astype(jnp.float32)
+        return (z @ self.w_out[...].astype(dt) + self.b_out[...].astype(dt))[:, 0].astype(
+            jnp.float32
+        )
 
 
 def head_param_counts(cfg: ModelConfig) -> dict[str, int]:

@@ -41,14 +41,18 @@ def _read_config(path: str) -> dict:
         hf = json.load(f)
     arch = hf.get("architectures") or ["LlamaForCausalLM"]
     if hf.get("model_type") != "llama" or not any("Llama" in a for a in arch):
-        raise ValueError(f"{file}: model_type={hf.get('model_type')!r}, architectures={arch}; only "
-                         "Llama-architecture checkpoints (model_type 'llama', e.g. SmolLM2) load.")
+        raise ValueError(
+            f"{file}: model_type={hf.get('model_type')!r}, architectures={arch}; only "
+            "Llama-architecture checkpoints (model_type 'llama', e.g. SmolLM2) load."
+        )
     for key, ok in (("attention_bias", False), ("mlp_bias", False), ("hidden_act", "silu")):
         if hf.get(key, ok) != ok:
             raise ValueError(f"{file}: {key}={hf[key]!r} is unsupported; allowed {ok!r}.")
     rope = hf.get("rope_parameters") or hf.get("rope_scaling") or {}
     if rope.get("rope_type", rope.get("type", "default")) not in ("default", None):
-        raise ValueError(f"{file}: rope type {rope.get('rope_type')!r} is unsupported; allowed 'default'.")
+        raise ValueError(
+            f"{file}: rope type {rope.get('rope_type')!r} is unsupported; allowed 'default'."
+        )
     return hf
 
 
@@ -56,30 +60,51 @@ def config_from_hf(path: str, **overrides) -> ModelConfig:
     hf = _read_config(path)
     rope = hf.get("rope_parameters") or {}
     heads = hf["num_attention_heads"]
-    cfg = dict(depth=hf["num_hidden_layers"], d_model=hf["hidden_size"], num_heads=heads,
-               num_kv_heads=hf.get("num_key_value_heads") or heads,
-               head_dim=hf.get("head_dim") or hf["hidden_size"] // heads,
-               mlp_dim=hf["intermediate_size"], mlp="swiglu", vocab_size=hf["vocab_size"],
-               tie_embeddings=bool(hf.get("tie_word_embeddings", False)),
-               rope_theta=float(rope.get("rope_theta", hf.get("rope_theta", 10000.0))),
-               norm_eps=float(hf.get("rms_norm_eps", 1e-6)))
+    cfg = dict(
+        depth=hf["num_hidden_layers"],
+        d_model=hf["hidden_size"],
+        num_heads=heads,
+        num_kv_heads=hf.get("num_key_value_heads") or heads,
+        head_dim=hf.get("head_dim") or hf["hidden_size"] // heads,
+        mlp_dim=hf["intermediate_size"],
+        mlp="swiglu",
+        vocab_size=hf["vocab_size"],
+        tie_embeddings=bool(hf.get("tie_word_embeddings", False)),
+        rope_theta=float(rope.get("rope_theta", hf.get("rope_theta", 10000.0))),
+        norm_eps=float(hf.get("rms_norm_eps", 1e-6)),
+    )
     cfg.update(overrides)
     return ModelConfig(**cfg)
 
 
 def _hf_config(cfg: ModelConfig) -> dict:
     if cfg.mlp != "swiglu":
-        raise ValueError(f"ModelConfig.mlp={cfg.mlp!r} has no Llama equivalent; export needs 'swiglu'.")
-    return {"architectures": ["LlamaForCausalLM"], "model_type": "llama",
-            "hidden_size": cfg.d_model, "intermediate_size": cfg.mlp_dim,
-            "num_hidden_layers": cfg.depth, "num_attention_heads": cfg.num_heads,
-            "num_key_value_heads": cfg.num_kv_heads, "head_dim": cfg.head_dim,
-            "vocab_size": cfg.vocab_size, "tie_word_embeddings": cfg.tie_embeddings,
-            "rms_norm_eps": cfg.norm_eps, "rope_theta": cfg.rope_theta,
-            "rope_parameters": {"rope_type": "default", "rope_theta": cfg.rope_theta},
-            "hidden_act": "silu", "attention_bias": False, "mlp_bias": False,
-            "max_position_embeddings": 2048, "torch_dtype": cfg.param_dtype,
-            "bos_token_id": tokenizer.BOS, "eos_token_id": tokenizer.EOS, "pad_token_id": tokenizer.PAD}
+        raise ValueError(
+            f"ModelConfig.mlp={cfg.mlp!r} has no Llama equivalent; export needs 'swiglu'."
+        )
+    return {
+        "architectures": ["LlamaForCausalLM"],
+        "model_type": "llama",
+        "hidden_size": cfg.d_model,
+        "intermediate_size": cfg.mlp_dim,
+        "num_hidden_layers": cfg.depth,
+        "num_attention_heads": cfg.num_heads,
+        "num_key_value_heads": cfg.num_kv_heads,
+        "head_dim": cfg.head_dim,
+        "vocab_size": cfg.vocab_size,
+        "tie_word_embeddings": cfg.tie_embeddings,
+        "rms_norm_eps": cfg.norm_eps,
+        "rope_theta": cfg.rope_theta,
+        "rope_parameters": {"rope_type": "default", "rope_theta": cfg.rope_theta},
+        "hidden_act": "silu",
+        "attention_bias": False,
+        "mlp_bias": False,
+        "max_position_embeddings": 2048,
+        "torch_dtype": cfg.param_dtype,
+        "bos_token_id": tokenizer.BOS,
+        "eos_token_id": tokenizer.EOS,
+        "pad_token_id": tokenizer.PAD,
+    }
 
 
 def _read_tensors(path: str) -> dict:
@@ -110,8 +135,11 @@ def _layer_map(cfg: ModelConfig):
         "self_attn.q_proj.weight": (("attn", "wq"), *qkv(h)),
         "self_attn.k_proj.weight": (("attn", "wk"), *qkv(kv)),
         "self_attn.v_proj.weight": (("attn", "wv"), *qkv(kv)),
-        "self_attn.o_proj.weight": (("attn", "wo"), lambda w: w.reshape(h * hd, d).T,
-                                    lambda t: t.T.reshape(h, hd, d)),
+        "self_attn.o_proj.weight": (
+            ("attn", "wo"),
+            lambda w: w.reshape(h * hd, d).T,
+            lambda t: t.T.reshape(h, hd, d),
+        ),
         "mlp.gate_proj.weight": (("mlp", "w_gate"), *plain),
         "mlp.up_proj.weight": (("mlp", "w_up"), *plain),
         "mlp.down_proj.weight": (("mlp", "w_down"), *plain),
@@ -137,7 +165,10 @@ def _block_params(tr: Transformer):
 
 def to_hf_tensors(tr: Transformer) -> dict:
     cfg = tr.cfg
-    out = {"model.embed_tokens.weight": tr.embed[...], "model.norm.weight": tr.final_norm.scale[...]}
+    out = {
+        "model.embed_tokens.weight": tr.embed[...],
+        "model.norm.weight": tr.final_norm.scale[...],
+    }
     if not cfg.tie_embeddings:
         out["lm_head.weight"] = tr.lm_head[...].T
     for i, get, idx in _block_params(tr):
@@ -150,8 +181,10 @@ def to_hf_tensors(tr: Transformer) -> dict:
 def _assign(param: nnx.Param, value, name: str, idx=None):
     want = param[...].shape[1:] if idx is not None else param[...].shape
     if tuple(value.shape) != tuple(want):
-        raise ValueError(f"tensor {name} has shape {tuple(value.shape)} but the model expects "
-                         f"{tuple(want)}; the config and the checkpoint disagree.")
+        raise ValueError(
+            f"tensor {name} has shape {tuple(value.shape)} but the model expects "
+            f"{tuple(want)}; the config and the checkpoint disagree."
+        )
     value = jnp.asarray(value, param[...].dtype)
     param[...] = param[...].at[idx].set(value) if idx is not None else value
 
@@ -177,14 +210,24 @@ def from_hf_tensors(tr: Transformer, tensors: dict, skip_embedding: bool = False
             want = to_hf(param[...][idx] if idx is not None else param[...]).shape
             value = take(full)
             if tuple(value.shape) != tuple(want):  # check in HF layout, before reshaping
-                raise ValueError(f"tensor {full} has shape {tuple(value.shape)} but the model "
-                                 f"expects {tuple(want)}; the config and the checkpoint disagree.")
+                raise ValueError(
+                    f"tensor {full} has shape {tuple(value.shape)} but the model "
+                    f"expects {tuple(want)}; the config and the checkpoint disagree."
+                )
             _assign(param, from_hf(value), full, idx)
-    extra = sorted(k for k in tensors if k not in used and "embed_tokens" not in k
-                   and k != "lm_head.weight" and "rotary_emb" not in k)
+    extra = sorted(
+        k
+        for k in tensors
+        if k not in used
+        and "embed_tokens" not in k
+        and k != "lm_head.weight"
+        and "rotary_emb" not in k
+    )
     if extra:
-        raise ValueError(f"checkpoint has tensors this config does not use: {extra[:5]} ...; "
-                         "check num_hidden_layers / architecture.")
+        raise ValueError(
+            f"checkpoint has tensors this config does not use: {extra[:5]} ...; "
+            "check num_hidden_layers / architecture."
+        )
 
 
 def load_transformer(path: str, **overrides) -> Transformer:
@@ -198,7 +241,8 @@ def load_transformer(path: str, **overrides) -> Transformer:
 def _zeros(abstract):
     graphdef, state = nnx.split(abstract)
     return graphdef, nnx.from_flat_state(
-        [(k, v.replace(jnp.zeros(v.shape, v.dtype))) for k, v in nnx.to_flat_state(state)])
+        [(k, v.replace(jnp.zeros(v.shape, v.dtype))) for k, v in nnx.to_flat_state(state)]
+    )
 
 
 def _game_embedding(path: str, table, tok_cfg: tokenizer.TokenizerConfig):
@@ -217,8 +261,9 @@ def _game_embedding(path: str, table, tok_cfg: tokenizer.TokenizerConfig):
     return rows
 
 
-def load_policy_value(path: str, tok_cfg: tokenizer.TokenizerConfig | None = None, seed: int = 0,
-                      **overrides) -> PolicyValueNet:
+def load_policy_value(
+    path: str, tok_cfg: tokenizer.TokenizerConfig | None = None, seed: int = 0, **overrides
+) -> PolicyValueNet:
     """A PolicyValueNet from ``path`` (module docstring); ``overrides`` edit the ModelConfig."""
     meta = os.path.join(path, _META)
     if os.path.isfile(meta):  # our own export: exact restore
@@ -236,18 +281,23 @@ def load_policy_value(path: str, tok_cfg: tokenizer.TokenizerConfig | None = Non
     tensors = _read_tensors(path)
     for tr in [model.backbone] + ([] if cfg.shared_backbone else [model.value_backbone]):
         from_hf_tensors(tr, tensors, skip_embedding=True)
-        tr.embed[...] = jnp.asarray(_game_embedding(path, tensors["model.embed_tokens.weight"],
-                                                    tok_cfg), tr.embed[...].dtype)
+        tr.embed[...] = jnp.asarray(
+            _game_embedding(path, tensors["model.embed_tokens.weight"], tok_cfg),
+            tr.embed[...].dtype,
+        )
         if not cfg.tie_embeddings:
             head = tensors.get("lm_head.weight", tensors["model.embed_tokens.weight"])
-            tr.lm_head[...] = jnp.asarray(_game_embedding(path, head, tok_cfg).T, tr.lm_head[...].dtype)
+            tr.lm_head[...] = jnp.asarray(
+                _game_embedding(path, head, tok_cfg).T, tr.lm_head[...].dtype
+            )
     return model
 
 
 def _extra_state(model: PolicyValueNet):
     state = nnx.state(model, nnx.Param)
-    return {"/".join(map(str, k)): v[...] for k, v in nnx.to_flat_state(state)
-            if k[0] != "backbone"}
+    return {
+        "/".join(map(str, k)): v[...] for k, v in nnx.to_flat_state(state) if k[0] != "backbone"
+    }
 
 
 def _load_extra(model: PolicyValueNet, file: str):
@@ -272,15 +322,23 @@ def save_pretrained(model: Transformer | PolicyValueNet, path: str) -> str:
 
     tr = model.backbone if isinstance(model, PolicyValueNet) else model
     if jax.tree.leaves(nnx.state(model, nnx.LoRAParam)):
-        raise ValueError("the model has LoRA adapters attached; lora.merge(model) (or detach) first.")
+        raise ValueError(
+            "the model has LoRA adapters attached; lora.merge(model) (or detach) first."
+        )
     hf_cfg = _hf_config(tr.cfg)
     os.makedirs(path, exist_ok=True)
     save_file(to_hf_tensors(tr), os.path.join(path, "model.safetensors"), metadata={"format": "pt"})
     if isinstance(model, PolicyValueNet):
         save_file(_extra_state(model), os.path.join(path, _EXTRA))
         with open(os.path.join(path, _META), "w") as f:
-            json.dump({"model": dataclasses.asdict(model.cfg),
-                       "tokenizer": dataclasses.asdict(model.tok_cfg)}, f, indent=2)
+            json.dump(
+                {
+                    "model": dataclasses.asdict(model.cfg),
+                    "tokenizer": dataclasses.asdict(model.tok_cfg),
+                },
+                f,
+                indent=2,
+            )
     with open(os.path.join(path, "config.json"), "w") as f:
         json.dump(hf_cfg, f, indent=2)
     return path

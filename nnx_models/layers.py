@@ -1,7 +1,8 @@
 """Transformer building blocks (Llama convention, so HF checkpoints map 1:1).
 
 Every parameter carries logical axis names in its ``out_sharding`` metadata (``embed``, ``vocab``,
-``heads``, ``kv_heads``, ``head_dim``, ``mlp``, ``norm``; ``layers`` is added by scan); the mapping to
+``heads``, ``kv_heads``, ``head_dim``, ``mlp``, ``norm``; ``layers`` is added by scan); the mapping
+to
 mesh axes lives in ``nnx_models.sharding``. Parameters are created unsharded (eager sharding off) so
 the model builds without a mesh; sharded init goes through ``sharding.init_sharded``.
 
@@ -21,9 +22,15 @@ from flax import nnx
 from nnx_models.config import ModelConfig
 
 
-def make_param(rngs: nnx.Rngs | None, shape, names: tuple, cfg: ModelConfig, std: float | None = None,
-               value: float | None = None) -> nnx.Param:
-    """A parameter with logical axis names; normal(std) init, or a constant when ``value`` is set."""
+def make_param(
+    rngs: nnx.Rngs | None,
+    shape,
+    names: tuple,
+    cfg: ModelConfig,
+    std: float | None = None,
+    value: float | None = None,
+) -> nnx.Param:
+    """A parameter with logical axis names; normal(std) init, or constant ``value`` if set."""
     if value is not None:
         x = jnp.asarray(np.full(shape, value, np.float32), cfg.weight_dtype)  # no compile
     else:
@@ -48,7 +55,9 @@ def weight(module: nnx.Module, name: str, dtype) -> jax.Array:
     w = getattr(module, name)[...]
     a = getattr(module, f"{name}_lora_a", None)
     if a is not None:
-        delta = (a[...].astype(jnp.float32) @ getattr(module, f"{name}_lora_b")[...].astype(jnp.float32))
+        delta = a[...].astype(jnp.float32) @ getattr(module, f"{name}_lora_b")[...].astype(
+            jnp.float32
+        )
         w = w.astype(jnp.float32) + module.lora_scale * delta.reshape(w.shape)
     return w.astype(dtype)
 
@@ -81,7 +90,7 @@ def apply_rope(x_BxLxHxD, cos_LxD, sin_LxD):
 
 
 class Attention(nnx.Module):
-    """Causal multi-head attention with grouped KV heads through ``jax.nn.dot_product_attention``."""
+    """Causal attention with grouped KV heads through ``jax.nn.dot_product_attention``."""
 
     def __init__(self, cfg: ModelConfig, *, rngs: nnx.Rngs):
         d, h, kv, hd = cfg.d_model, cfg.num_heads, cfg.num_kv_heads, cfg.head_dim

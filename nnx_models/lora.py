@@ -22,12 +22,25 @@ from flax import nnx
 
 from nnx_models.layers import MLP, Attention
 
-TARGETS = {"wq": Attention, "wk": Attention, "wv": Attention, "wo": Attention,
-           "w_gate": MLP, "w_up": MLP, "w_down": MLP}
+TARGETS = {
+    "wq": Attention,
+    "wk": Attention,
+    "wv": Attention,
+    "wo": Attention,
+    "w_gate": MLP,
+    "w_up": MLP,
+    "w_down": MLP,
+}
 _IN_AXES = {"wo": 2}  # wo is [H, hd, D]: input is heads x head_dim; all others have one input axis
-_NAMES = {"wq": ("embed", "heads"), "wk": ("embed", "kv_heads"), "wv": ("embed", "kv_heads"),
-          "wo": ("heads", "embed"), "w_gate": ("embed", "mlp"), "w_up": ("embed", "mlp"),
-          "w_down": ("mlp", "embed")}  # logical axes of A's input and B's output
+_NAMES = {
+    "wq": ("embed", "heads"),
+    "wk": ("embed", "kv_heads"),
+    "wv": ("embed", "kv_heads"),
+    "wo": ("heads", "embed"),
+    "w_gate": ("embed", "mlp"),
+    "w_up": ("embed", "mlp"),
+    "w_down": ("mlp", "embed"),
+}  # logical axes of A's input and B's output
 
 
 def _modules(model: nnx.Module, targets):
@@ -48,30 +61,50 @@ def _check(rank: int, alpha: float, targets) -> None:
         raise ValueError(f"LoRA targets {list(targets)} invalid: {bad}; allowed {sorted(TARGETS)}.")
 
 
-def attach(model: nnx.Module, rank: int = 8, alpha: float = 16.0, targets=("wq", "wv"),
-           rngs: nnx.Rngs | None = None) -> nnx.Module:
+def attach(
+    model: nnx.Module,
+    rank: int = 8,
+    alpha: float = 16.0,
+    targets=("wq", "wv"),
+    rngs: nnx.Rngs | None = None,
+) -> nnx.Module:
     """Add adapters to every targeted matrix of ``model`` (in place; returns it)."""
     _check(rank, alpha, targets)
     rngs = rngs if rngs is not None else nnx.Rngs(0)
     found = list(_modules(model, targets))
     if not found:
-        raise ValueError(f"no module of {type(model).__name__} has a LoRA target in {list(targets)}.")
+        raise ValueError(
+            f"no module of {type(model).__name__} has a LoRA target in {list(targets)}."
+        )
     for module, name in found:
         if hasattr(module, f"{name}_lora_a"):
             raise ValueError(f"{name} already has a LoRA adapter; detach or merge it first.")
         w = getattr(module, name)
-        stacked = module.cfg.scan_layers and w[...].ndim == (4 if name in ("wq", "wk", "wv", "wo") else 3)
+        stacked = module.cfg.scan_layers and w[...].ndim == (
+            4 if name in ("wq", "wk", "wv", "wo") else 3
+        )
         lead = w[...].shape[:1] if stacked else ()
-        shape = w[...].shape[len(lead):]
+        shape = w[...].shape[len(lead) :]
         n_in = _IN_AXES.get(name, 1)
         d_in, d_out = int(jnp.prod(jnp.array(shape[:n_in]))), int(jnp.prod(jnp.array(shape[n_in:])))
         layer_axis = ("layers",) if stacked else ()
         a = jax.random.normal(rngs.params(), lead + (d_in, rank), jnp.float32) / rank
-        setattr(module, f"{name}_lora_a", nnx.LoRAParam(
-            a, out_sharding=layer_axis + (_NAMES[name][0], None), eager_sharding=False))
-        setattr(module, f"{name}_lora_b", nnx.LoRAParam(
-            jnp.zeros(lead + (rank, d_out), jnp.float32),
-            out_sharding=layer_axis + (None, _NAMES[name][1]), eager_sharding=False))
+        setattr(
+            module,
+            f"{name}_lora_a",
+            nnx.LoRAParam(
+                a, out_sharding=layer_axis + (_NAMES[name][0], None), eager_sharding=False
+            ),
+        )
+        setattr(
+            module,
+            f"{name}_lora_b",
+            nnx.LoRAParam(
+                jnp.zeros(lead + (rank, d_out), jnp.float32),
+                out_sharding=layer_axis + (None, _NAMES[name][1]),
+                eager_sharding=False,
+            ),
+        )
         module.lora_scale = float(alpha) / rank
     return model
 

@@ -26,13 +26,19 @@ class PolicyValueNet(nnx.Module):
     larger n_max): the pair head reads whichever slot positions that encoding defines.
     """
 
-    def __init__(self, cfg: ModelConfig, tok_cfg: tokenizer.TokenizerConfig | None = None, *,
-                 rngs: nnx.Rngs | None = None):
+    def __init__(
+        self,
+        cfg: ModelConfig,
+        tok_cfg: tokenizer.TokenizerConfig | None = None,
+        *,
+        rngs: nnx.Rngs | None = None,
+    ):
         rngs = rngs if rngs is not None else nnx.Rngs(0)
         tok_cfg = tok_cfg or tokenizer.TokenizerConfig(n_max=cfg.n_max)
         if tok_cfg.vocab_size > cfg.vocab_size:
             raise ValueError(
-                f"ModelConfig.vocab_size={cfg.vocab_size} is smaller than the tokenizer's vocabulary "
+                f"ModelConfig.vocab_size={cfg.vocab_size} is smaller than the tokenizer's "
+                f"vocabulary "
                 f"({tok_cfg.vocab_size}); set vocab_size >= {tok_cfg.vocab_size}."
             )
         self.cfg, self.tok_cfg = cfg, tok_cfg
@@ -46,7 +52,8 @@ class PolicyValueNet(nnx.Module):
         want = tokenizer.seq_len(tok_cfg)
         if tokens_BxL.ndim != 2 or tokens_BxL.shape[1] != want:
             raise ValueError(
-                f"tokens shape {tokens_BxL.shape} does not match the encoding: expected [B, {want}] "
+                f"tokens shape {tokens_BxL.shape} does not match the encoding: "
+                f"expected [B, {want}] "
                 f"for TokenizerConfig(n_max={tok_cfg.n_max}, {tok_cfg.number_encoding})."
             )
 

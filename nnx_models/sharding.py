@@ -95,7 +95,8 @@ def init_sharded(make_model, mesh: Mesh, rules=LOGICAL_RULES):
     """Build ``make_model()`` with every parameter created directly in its shard.
 
     ``eval_shape`` gives the abstract state, the rules give its shardings, and one jitted init with
-    those ``out_shardings`` materialises it, so no host ever holds the full model. Returns the model.
+    those ``out_shardings`` materialises it, so no host ever holds the full model. Returns the
+    model.
     """
     abstract = nnx.eval_shape(make_model)
     graphdef, abs_state = nnx.split(abstract)

@@ -7,16 +7,19 @@ Layout of a state with ``N = n_max`` slots (every field has the same width ``W``
 A number field is ``sign, numerator part, slash-or-PAD, denominator part`` with the numerator and
 denominator right-aligned (left-padded with PAD) so that place values sit at fixed positions:
 
-* ``digits`` (default): each part is ``max_digits`` digit tokens, e.g. -8/3 -> ``- . . . 8 / . . . 3``.
+* ``digits`` (default): each part is ``max_digits`` digit tokens, e.g. -8/3 ->
+  ``- . . . 8 / . . . 3``.
 * ``whole``: each part is one whole-number token ``W0 .. W{whole_max}`` (the seed's domain tokens).
 
 An integer has PAD in place of the slash and denominator. A dead slot is ``DEAD`` + PADs. A value
 that does not fit the field is ``OVF`` + PADs (lossy; only reachable for |x| > 10**max_digits - 1).
 Slot markers and ops exist for 16 slots whatever ``n_max`` is, so the vocabulary (and therefore a
-model's embedding table) does not depend on ``n_max``: a model built for n_max=4 reads n_max=6 states.
+model's embedding table) does not depend on ``n_max``: a model built for n_max=4 reads n_max=6
+states.
 
 ``slot_positions(cfg)[k]`` is the last token of slot k's field (it has seen the target and slots
-0..k under the causal mask); ``summary_position(cfg)`` is the final SUM token, which sees everything.
+0..k under the causal mask); ``summary_position(cfg)`` is the final SUM token, which sees
+everything.
 """
 
 from __future__ import annotations
@@ -65,12 +68,17 @@ class TokenizerConfig:
             raise ValueError(f"TokenizerConfig.n_max={self.n_max} out of range; allowed 2..16.")
         if self.number_encoding not in ("digits", "whole"):
             raise ValueError(
-                f"TokenizerConfig.number_encoding={self.number_encoding!r}; allowed 'digits', 'whole'."
+                f"TokenizerConfig.number_encoding={self.number_encoding!r}; "
+                "allowed 'digits', 'whole'."
             )
         if not 1 <= self.max_digits <= 5:
-            raise ValueError(f"TokenizerConfig.max_digits={self.max_digits} out of range; allowed 1..5.")
+            raise ValueError(
+                f"TokenizerConfig.max_digits={self.max_digits} out of range; allowed 1..5."
+            )
         if not 1 <= self.whole_max <= 2048:
-            raise ValueError(f"TokenizerConfig.whole_max={self.whole_max} out of range; allowed 1..2048.")
+            raise ValueError(
+                f"TokenizerConfig.whole_max={self.whole_max} out of range; allowed 1..2048."
+            )
 
     @property
     def part_width(self) -> int:
@@ -137,7 +145,9 @@ def encode(state: game.State, cfg: TokenizerConfig) -> jax.Array:
     """int32[..., L] tokens of a batch of states (any leading axes). Jitted (static cfg)."""
     n = state.num.shape[-1]
     if n != cfg.n_max:
-        raise ValueError(f"state has {n} slots but TokenizerConfig.n_max={cfg.n_max}; they must match.")
+        raise ValueError(
+            f"state has {n} slots but TokenizerConfig.n_max={cfg.n_max}; they must match."
+        )
     batch = state.num.shape[:-1]
     tgt = encode_values(state.target_num, state.target_den, jnp.ones(batch, bool), cfg)
     slots = encode_values(state.num, state.den, state.live, cfg)  # [..., N, W]
@@ -172,14 +182,26 @@ def encode_trace(state: game.State, actions, cfg: TokenizerConfig, rules: game.R
         played = a >= 0
         a_safe = jnp.maximum(a, 0)
         nxt = game.step(st, a_safe, rules)
-        nxt = jax.tree.map(lambda x, y: jnp.where(played.reshape(played.shape + (1,) * (x.ndim - 1)),
-                                                  x, y), nxt, st)
+        nxt = jax.tree.map(
+            lambda x, y: jnp.where(played.reshape(played.shape + (1,) * (x.ndim - 1)), x, y),
+            nxt,
+            st,
+        )
         i, j = pairs[a_safe // game.NUM_OPS, 0], pairs[a_safe // game.NUM_OPS, 1]
         take = lambda x: jnp.take_along_axis(x, i[:, None], axis=-1)[:, 0]
         res = encode_values(take(nxt.num), take(nxt.den), jnp.ones_like(played), cfg)
         col = lambda x: x.astype(jnp.int32)[:, None]
-        toks = jnp.concatenate([col(SLOT0 + i), col(OP0 + a_safe % game.NUM_OPS), col(SLOT0 + j),
-                                col(jnp.full_like(i, EQ)), res, col(jnp.full_like(i, SEP))], axis=-1)
+        toks = jnp.concatenate(
+            [
+                col(SLOT0 + i),
+                col(OP0 + a_safe % game.NUM_OPS),
+                col(SLOT0 + j),
+                col(jnp.full_like(i, EQ)),
+                res,
+                col(jnp.full_like(i, SEP)),
+            ],
+            axis=-1,
+        )
         toks = jnp.where(played[:, None], toks, PAD)
         return nxt, (toks, jnp.broadcast_to(played[:, None], toks.shape))
 
@@ -252,7 +274,7 @@ def decode(tokens) -> tuple[list[Fraction | None], Fraction | None]:
 
 
 def save_hf_tokenizer(cfg: TokenizerConfig, path: str) -> str:
-    """Export as a ``transformers.PreTrainedTokenizerFast`` (``AutoTokenizer.from_pretrained(path)``).
+    """Export as a ``transformers.PreTrainedTokenizerFast`` (for ``AutoTokenizer.from_pretrained``).
 
     The HF tokenizer is a whitespace-split word-level vocabulary over the token strings of ``vocab``
     (``" ".join(vocab(cfg)[t] for t in ids)`` round-trips); the config is saved next to it as
@@ -264,8 +286,13 @@ def save_hf_tokenizer(cfg: TokenizerConfig, path: str) -> str:
     words = vocab(cfg)
     tk = Tokenizer(models.WordLevel({w: k for k, w in enumerate(words)}, unk_token="<ovf>"))
     tk.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
-    fast = PreTrainedTokenizerFast(tokenizer_object=tk, bos_token="<bos>", eos_token="<eos>",
-                                   pad_token="<pad>", unk_token="<ovf>")
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tk,
+        bos_token="<bos>",
+        eos_token="<eos>",
+        pad_token="<pad>",
+        unk_token="<ovf>",
+    )
     os.makedirs(path, exist_ok=True)
     fast.save_pretrained(path)
     with open(os.path.join(path, "zero24_tokenizer.json"), "w") as f:
@@ -277,7 +304,9 @@ def load_config(path: str) -> TokenizerConfig:
     """The TokenizerConfig saved by ``save_hf_tokenizer``."""
     file = os.path.join(path, "zero24_tokenizer.json")
     if not os.path.exists(file):
-        raise FileNotFoundError(f"{file} is missing; export with nnx_models.tokenizer.save_hf_tokenizer.")
+        raise FileNotFoundError(
+            f"{file} is missing; export with nnx_models.tokenizer.save_hf_tokenizer."
+        )
     with open(file) as f:
         return TokenizerConfig(**json.load(f))
 

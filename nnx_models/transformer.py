@@ -14,7 +14,8 @@ class Transformer(nnx.Module):
     """Token embedding -> ``depth`` blocks -> final RMSNorm; ``logits`` adds the LM head.
 
     With ``cfg.scan_layers`` the blocks are one stacked module (leading ``layers`` axis) created by
-    ``nnx.vmap`` and run by ``nnx.scan``: compile time stops growing with depth. Otherwise they are an
+    ``nnx.vmap`` and run by ``nnx.scan``: compile time stops growing with depth. Otherwise they are
+    an
     ``nnx.List`` unrolled in Python (faster for the shallow CPU models).
     """
 
@@ -22,6 +23,7 @@ class Transformer(nnx.Module):
         self.cfg = cfg
         self.embed = make_param(rngs, (cfg.vocab_size, cfg.d_model), ("vocab", "embed"), cfg)
         if cfg.scan_layers:
+
             @nnx.split_rngs(splits=cfg.depth)
             @nnx.vmap(in_axes=(0,), out_axes=0, transform_metadata={nnx.PARTITION_NAME: "layers"})
             def make_blocks(r: nnx.Rngs):
@@ -42,8 +44,12 @@ class Transformer(nnx.Module):
         x = jnp.take(self.embed[...], tokens_BxL, axis=0).astype(cfg.compute_dtype)  # [B, L, D]
         cos, sin = rope_tables(tokens_BxL.shape[1], cfg.head_dim, cfg.rope_theta)
         if cfg.scan_layers:
-            @nnx.scan(in_axes=(nnx.Carry, 0, None, None), out_axes=nnx.Carry,
-                      transform_metadata={nnx.PARTITION_NAME: "layers"})
+
+            @nnx.scan(
+                in_axes=(nnx.Carry, 0, None, None),
+                out_axes=nnx.Carry,
+                transform_metadata={nnx.PARTITION_NAME: "layers"},
+            )
             def run(h, block, c, s):
                 return block(h, c, s)
 

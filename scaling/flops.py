@@ -2,7 +2,8 @@
 
 Conventions:
 * A multiply-add is 2 FLOPs; a [m, k] x [k, n] matmul costs 2*m*k*n.
-* Embedding lookups cost 0 (a gather). Norms, activations, softmax and RoPE are not counted (they are
+* Embedding lookups cost 0 (a gather). Norms, activations, softmax and RoPE are not counted (they
+  are
   O(d) per token against O(d^2) for the matmuls); XLA's cost analysis agrees within a few percent.
 * Attention scores and the weighted sum cost ``4 * seq_len * d_attn`` per token and layer
   (QK^T and AV, ``d_attn = num_heads * head_dim``), WITHOUT causal halving: the whole L x L score

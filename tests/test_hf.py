@@ -18,9 +18,17 @@ V = 100
 
 
 def _llama_config(**kw) -> LlamaConfig:
-    base = dict(vocab_size=V, hidden_size=64, intermediate_size=96, num_hidden_layers=2,
-                num_attention_heads=4, num_key_value_heads=2, rope_theta=5000.0, rms_norm_eps=1e-5,
-                tie_word_embeddings=False)
+    base = dict(
+        vocab_size=V,
+        hidden_size=64,
+        intermediate_size=96,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        rope_theta=5000.0,
+        rms_norm_eps=1e-5,
+        tie_word_embeddings=False,
+    )
     return LlamaConfig(**{**base, **kw})
 
 
@@ -35,11 +43,17 @@ def _write_checkpoint(path, cfg: LlamaConfig, seed=0) -> dict:
         t["lm_head.weight"] = w(V, d)
     for i in range(cfg.num_hidden_layers):
         p = f"model.layers.{i}."
-        t |= {p + "self_attn.q_proj.weight": w(h * hd, d), p + "self_attn.k_proj.weight": w(kv * hd, d),
-              p + "self_attn.v_proj.weight": w(kv * hd, d), p + "self_attn.o_proj.weight": w(d, h * hd),
-              p + "mlp.gate_proj.weight": w(f, d), p + "mlp.up_proj.weight": w(f, d),
-              p + "mlp.down_proj.weight": w(d, f), p + "input_layernorm.weight": 1 + w(d),
-              p + "post_attention_layernorm.weight": 1 + w(d)}
+        t |= {
+            p + "self_attn.q_proj.weight": w(h * hd, d),
+            p + "self_attn.k_proj.weight": w(kv * hd, d),
+            p + "self_attn.v_proj.weight": w(kv * hd, d),
+            p + "self_attn.o_proj.weight": w(d, h * hd),
+            p + "mlp.gate_proj.weight": w(f, d),
+            p + "mlp.up_proj.weight": w(f, d),
+            p + "mlp.down_proj.weight": w(d, f),
+            p + "input_layernorm.weight": 1 + w(d),
+            p + "post_attention_layernorm.weight": 1 + w(d),
+        }
     os.makedirs(path, exist_ok=True)
     save_file(t, os.path.join(path, "model.safetensors"))
     with open(os.path.join(path, "config.json"), "w") as fh:
@@ -80,7 +94,9 @@ def test_policy_value_round_trip(tmp_path, shared, scan):
     path = hf.save_pretrained(model, str(tmp_path / "pv"))
     again = hf.load_policy_value(path)
     assert again.cfg == cfg and again.tok_cfg == model.tok_cfg
-    tokens = tokenizer.encode(game.new_state([[8, 3, 8, 3]], [24], game.Rules(n_max=4)), model.tok_cfg)
+    tokens = tokenizer.encode(
+        game.new_state([[8, 3, 8, 3]], [24], game.Rules(n_max=4)), model.tok_cfg
+    )
     fwd = jax.jit(lambda m, t: m(t))
     for a, b in zip(fwd(model, tokens), fwd(again, tokens), strict=True):
         np.testing.assert_array_equal(a, b)
@@ -94,8 +110,9 @@ def test_policy_value_from_plain_llama_resizes_embedding(ckpt, tmp_path):
     tok_cfg = TokenizerConfig(n_max=5)
     words = tokenizer.vocab(tok_cfg)
     ids = np.random.default_rng(1).permutation(V)[: len(words)]  # game word k has HF id ids[k]
-    tk = Tokenizer(models.WordLevel({w: int(i) for w, i in zip(words, ids, strict=True)},
-                                    unk_token="<pad>"))
+    tk = Tokenizer(
+        models.WordLevel({w: int(i) for w, i in zip(words, ids, strict=True)}, unk_token="<pad>")
+    )
     tk.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
     tk.save(os.path.join(path, "tokenizer.json"))
     try:
@@ -103,10 +120,13 @@ def test_policy_value_from_plain_llama_resizes_embedding(ckpt, tmp_path):
     finally:
         os.remove(os.path.join(path, "tokenizer.json"))
     assert model.cfg.vocab_size == tok_cfg.vocab_size and model.cfg.n_max == 5
-    np.testing.assert_array_equal(model.backbone.embed[...], tensors["model.embed_tokens.weight"][ids])
+    np.testing.assert_array_equal(
+        model.backbone.embed[...], tensors["model.embed_tokens.weight"][ids]
+    )
     np.testing.assert_array_equal(model.backbone.lm_head[...].T, tensors["lm_head.weight"][ids])
-    np.testing.assert_array_equal(model.backbone.blocks[1].mlp.w_down[...],
-                                  tensors["model.layers.1.mlp.down_proj.weight"].T)
+    np.testing.assert_array_equal(
+        model.backbone.blocks[1].mlp.w_down[...], tensors["model.layers.1.mlp.down_proj.weight"].T
+    )
     state = game.new_state([[8, 3, 8, 3, 1]], [24], game.Rules(n_max=5))
     logits, value = jax.jit(lambda m, t: m(t))(model, tokenizer.encode(state, tok_cfg))
     assert logits.shape == (1, 60) and np.all(np.isfinite(logits)) and np.isfinite(value).all()
@@ -118,7 +138,9 @@ def test_clear_errors(ckpt, tmp_path):
         hf.load_transformer(str(tmp_path / "nowhere"))
     bad = tmp_path / "gpt2"
     bad.mkdir()
-    (bad / "config.json").write_text(json.dumps({"model_type": "gpt2", "architectures": ["GPT2LMHeadModel"]}))
+    (bad / "config.json").write_text(
+        json.dumps({"model_type": "gpt2", "architectures": ["GPT2LMHeadModel"]})
+    )
     with pytest.raises(ValueError, match="only Llama-architecture"):
         hf.load_transformer(str(bad))
     no_weights = tmp_path / "no_weights"
@@ -126,7 +148,9 @@ def test_clear_errors(ckpt, tmp_path):
     (no_weights / "config.json").write_text(_llama_config().to_json_string())
     with pytest.raises(FileNotFoundError, match="model.safetensors"):
         hf.load_transformer(str(no_weights))
-    with pytest.raises(ValueError, match=r"q_proj.weight has shape \(64, 64\) but the model expects"):
+    with pytest.raises(
+        ValueError, match=r"q_proj.weight has shape \(64, 64\) but the model expects"
+    ):
         hf.load_transformer(path, head_dim=8)
     with pytest.raises(ValueError, match="lacks tensor 'model.layers.2"):
         hf.load_transformer(path, depth=3)

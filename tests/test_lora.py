@@ -52,7 +52,9 @@ def test_lora_train_merge_reset(scan):
     first = step(model, opt)
     for k, v in _flat(model, nnx.Not(nnx.LoRAParam)).items():
         np.testing.assert_array_equal(v, base_before[k], err_msg=str(k))  # base untouched
-    moved = [k for k, v in _flat(model, nnx.LoRAParam).items() if not np.array_equal(v, lora_before[k])]
+    moved = [
+        k for k, v in _flat(model, nnx.LoRAParam).items() if not np.array_equal(v, lora_before[k])
+    ]
     assert any("lora_b" in str(k) for k in moved)
     assert float(step(model, opt)) < float(first)
     tuned = fwd(model, tokens)

@@ -1,4 +1,4 @@
-"""PolicyValueNet: sizing rules, evaluate contract, n_max transfer, scan/bf16/sharding equivalences."""
+"""PolicyValueNet: sizing, evaluate contract, n_max transfer, scan/bf16/sharding equivalences."""
 
 import chex
 import jax
@@ -8,8 +8,15 @@ import optax
 import pytest
 from flax import nnx
 
-from nnx_models import ModelConfig, PolicyValueNet, TokenizerConfig, lm_loss, make_evaluate
-from nnx_models import sharding, tokenizer
+from nnx_models import (
+    ModelConfig,
+    PolicyValueNet,
+    TokenizerConfig,
+    lm_loss,
+    make_evaluate,
+    sharding,
+    tokenizer,
+)
 from search import game
 
 TINY = ModelConfig.from_depth(1, n_max=4)  # d_model 64, one head of dim 64, relu2 256
@@ -77,8 +84,9 @@ def test_scan_layers_equals_unrolled():
     scan = PolicyValueNet(cfg.replace(scan_layers=True), rngs=nnx.Rngs(2))
     # copy the unrolled weights into the stacked layout (values only; metadata stays per layout)
     pure = nnx.to_pure_dict(nnx.state(loop))
-    pure["backbone"]["blocks"] = jax.tree.map(lambda *xs: jnp.stack(xs),
-                                              *[pure["backbone"]["blocks"][k] for k in range(3)])
+    pure["backbone"]["blocks"] = jax.tree.map(
+        lambda *xs: jnp.stack(xs), *[pure["backbone"]["blocks"][k] for k in range(3)]
+    )
     state = nnx.state(scan)
     nnx.replace_by_pure_dict(state, pure)
     nnx.update(scan, state)
@@ -86,7 +94,11 @@ def test_scan_layers_equals_unrolled():
     for a, b in zip(fwd(loop, tokens), fwd(scan, tokens), strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
     specs = sharding.logical_specs(scan)
-    assert tuple(specs["backbone"]["blocks"]["mlp"]["w_up"].get_value()) == ("layers", "embed", "mlp")
+    assert tuple(specs["backbone"]["blocks"]["mlp"]["w_up"].get_value()) == (
+        "layers",
+        "embed",
+        "mlp",
+    )
 
 
 def test_bf16_compute_close_to_fp32(tiny):
@@ -103,8 +115,12 @@ def test_lm_loss_matches_reference_and_trains(tiny):
     model, _, _ = tiny
     cfg, rules = model.tok_cfg, game.Rules(n_max=4)
     a = lambda i, j, op: game.encode_action(i, j, op, 4)
-    tokens, mask = tokenizer.encode_trace(game.new_state([[8, 3, 8, 3]], [24], rules),
-                                          jnp.array([[a(2, 3, 4), a(1, 2, 2), a(0, 1, 4)]]), cfg, rules)
+    tokens, mask = tokenizer.encode_trace(
+        game.new_state([[8, 3, 8, 3]], [24], rules),
+        jnp.array([[a(2, 3, 4), a(1, 2, 2), a(0, 1, 4)]]),
+        cfg,
+        rules,
+    )
     loss, count = jax.jit(lm_loss)(model, tokens, mask)
     logits = np.asarray(jax.jit(lambda m, t: m.lm_logits(t))(model, tokens), np.float64)[0, :-1]
     logp = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
@@ -125,15 +141,17 @@ def test_lm_loss_matches_reference_and_trains(tiny):
 
 
 def test_sharded_init_matches_single_device():
-    mesh = jax.make_mesh((2, 2, 2), ("data", "fsdp", "tensor"),
-                         axis_types=(jax.sharding.AxisType.Auto,) * 3)
+    mesh = jax.make_mesh(
+        (2, 2, 2), ("data", "fsdp", "tensor"), axis_types=(jax.sharding.AxisType.Auto,) * 3
+    )
     cfg = TINY.replace(num_heads=2, num_kv_heads=2, head_dim=32)
     make = lambda: PolicyValueNet(cfg, rngs=nnx.Rngs(3))
     sharded = sharding.init_sharded(make, mesh)
     w_up = sharded.backbone.blocks[0].mlp.w_up[...]
     assert w_up.sharding.spec == jax.sharding.PartitionSpec("fsdp", "tensor")
-    assert sharded.backbone.blocks[0].attn.wq[...].sharding.spec == \
-        jax.sharding.PartitionSpec("fsdp", "tensor", None)
+    assert sharded.backbone.blocks[0].attn.wq[...].sharding.spec == jax.sharding.PartitionSpec(
+        "fsdp", "tensor", None
+    )
     tokens = tokenizer.encode(_states(4), sharded.tok_cfg)
     for a, b in zip(fwd(make(), tokens), fwd(sharded, tokens), strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)

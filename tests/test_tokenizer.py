@@ -24,15 +24,29 @@ def _random_states(rng: np.random.Generator, b: int, n: int, max_abs: int) -> ga
     td = np.where(rng.random(b) < 0.3, rng.integers(1, 50, size=b), 1)
     g = np.gcd(tn, td)
     i32 = lambda x: jnp.asarray(x, jnp.int32)
-    return game.State(num=i32(num), den=i32(den), live=jnp.asarray(live), target_num=i32(tn // g),
-                      target_den=i32(td // g), moves=i32(np.zeros(b)), failed=jnp.zeros(b, bool))
+    return game.State(
+        num=i32(num),
+        den=i32(den),
+        live=jnp.asarray(live),
+        target_num=i32(tn // g),
+        target_den=i32(td // g),
+        moves=i32(np.zeros(b)),
+        failed=jnp.zeros(b, bool),
+    )
 
 
-@pytest.mark.parametrize("cfg", [T.TokenizerConfig(n_max=5, max_digits=5),
-                                 T.TokenizerConfig(n_max=4, number_encoding="whole", whole_max=60)])
+@pytest.mark.parametrize(
+    "cfg",
+    [
+        T.TokenizerConfig(n_max=5, max_digits=5),
+        T.TokenizerConfig(n_max=4, number_encoding="whole", whole_max=60),
+    ],
+)
 def test_round_trip_random_states(cfg):
     rng = np.random.default_rng(0)
-    state = _random_states(rng, 200, cfg.n_max, max_abs=200 if cfg.number_encoding == "whole" else 32767)
+    state = _random_states(
+        rng, 200, cfg.n_max, max_abs=200 if cfg.number_encoding == "whole" else 32767
+    )
     tokens = np.asarray(jax.jit(T.encode, static_argnums=1)(state, cfg))
     assert tokens.shape == (200, T.seq_len(cfg)) and tokens.dtype == np.int32
     assert tokens.max() < cfg.vocab_size and tokens.min() >= 0
@@ -63,19 +77,26 @@ def test_layout_markers_and_positions():
         assert tok[slots[3] - cfg.field_width + 1] == T.DEAD  # slot 3 is empty
     # the vocabulary does not depend on n_max (one embedding table serves every n)
     assert T.TokenizerConfig(n_max=4).vocab_size == T.TokenizerConfig(n_max=16).vocab_size
-    golden = T.encode_problems([[8, 3]], [Fraction(8, 3)], T.TokenizerConfig(n_max=2), game.Rules(n_max=2))
+    golden = T.encode_problems(
+        [[8, 3]], [Fraction(8, 3)], T.TokenizerConfig(n_max=2), game.Rules(n_max=2)
+    )
     words = [T.vocab(T.TokenizerConfig())[t] for t in golden[0]]
-    assert " ".join(w for w in words if w != "<pad>") == "<bos> <tgt> + 8 / 3 <s0> + 8 <s1> + 3 <sum>"
+    assert (
+        " ".join(w for w in words if w != "<pad>") == "<bos> <tgt> + 8 / 3 <s0> + 8 <s1> + 3 <sum>"
+    )
 
 
 def test_trace_matches_host_replay():
     cfg, rules = T.TokenizerConfig(n_max=4), game.Rules(n_max=4)
     a = lambda i, j, op: game.encode_action(i, j, op, 4)
     # 8 / (3 - 8/3) = 24, and a 2-move partial trace padded with -1
-    actions = np.array([[a(2, 3, 4), a(1, 2, 2), a(0, 1, 4)], [a(0, 1, 0), a(0, 2, 1), -1]], np.int32)
+    actions = np.array(
+        [[a(2, 3, 4), a(1, 2, 2), a(0, 1, 4)], [a(0, 1, 0), a(0, 2, 1), -1]], np.int32
+    )
     numbers, targets = [[8, 3, 8, 3], [1, 2, 3, 4]], [24, 24]
     tokens, mask = jax.jit(T.encode_trace, static_argnums=(2, 3))(
-        game.new_state(numbers, targets, rules), actions, cfg, rules)
+        game.new_state(numbers, targets, rules), actions, cfg, rules
+    )
     tokens, mask = np.asarray(tokens), np.asarray(mask)
     assert tokens.shape == mask.shape == (2, T.trace_len(cfg))
     L, w = T.seq_len(cfg), 5 + cfg.field_width
