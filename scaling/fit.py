@@ -1,4 +1,4 @@
-"""Chinchilla-style training scaling-law fits: approach 2 (IsoFLOP parabolas) and approach 3 (L(N, D)).
+"""Chinchilla-style training scaling-law fits: approach 2 (IsoFLOP parabolas), approach 3 (L(N, D)).
 
 Conventions (Hoffmann et al. 2022, "Training Compute-Optimal Large Language Models"):
 - N is the parameter count (the run records use non-embedding N), D the training tokens, C the
@@ -9,7 +9,7 @@ Conventions (Hoffmann et al. 2022, "Training Compute-Optimal Large Language Mode
   ``fit_isoflops(..., method="lowest")`` takes the lowest-loss run per budget instead; it is biased
   (quantised to the sampled sizes, pulled towards the grid centre) and labelled as such everywhere.
 - Approach 3: L(N, D) = E + A / N^alpha + B / D^beta fitted as in Hoffmann et al. / Epoch AI (2024):
-  log L_pred = logsumexp(e, a - alpha log N, b - beta log D) with E = exp(e), A = exp(a), B = exp(b);
+  log L_pred = logsumexp(e, a - alpha log N, b - beta log D), E = exp(e), A = exp(a), B = exp(b);
   objective = SUM of Huber(delta) of (log L_pred - log L); L-BFGS from Epoch's 4500-point grid of
   initialisations, all starts batched (`scaling.lbfgs`), the best start kept.
 - Uncertainty: percentile bootstrap. Approach 2 resamples runs within each budget; approach 3
@@ -54,8 +54,8 @@ def percentile_ci(samples, level: float = 0.95, axis: int = 0) -> np.ndarray:
 def group_budgets(flops, rtol: float = 0.05) -> tuple[np.ndarray, np.ndarray]:
     """Cluster nominal compute budgets: runs whose FLOPs agree within ``rtol`` share a budget.
 
-    Returns (budget_of_run [M] (the cluster's median FLOPs), budgets [K] sorted ascending). Real runs
-    miss their nominal budget slightly (integer steps, attention FLOPs), hence the tolerance.
+    Returns (budget_of_run [M] (the cluster's median FLOPs), budgets [K] sorted ascending). Real
+    runs miss their nominal budget slightly (integer steps, attention FLOPs), hence the tolerance.
     """
     c = as_positive("compute budget", flops)
     order = np.argsort(c)
@@ -180,9 +180,9 @@ def fit_isoflops(params, flops, loss, *, method: str = "parabola", flops_per_par
                  seed: int = 0) -> IsoFlopFit:
     """Chinchilla approach 2 on runs (N, C, L); see the module docstring.
 
-    Bootstrap: within every budget the runs are resampled with replacement (redrawn until a replicate
-    has >= 3 distinct sizes, which the parabola needs), the fit is repeated, and percentile intervals
-    of the power-law exponents and predictions are reported.
+    Bootstrap: within every budget the runs are resampled with replacement (redrawn until a
+    replicate has >= 3 distinct sizes, which the parabola needs), the fit is repeated, and
+    percentile intervals of the power-law exponents and predictions are reported.
     """
     if method not in ("parabola", "lowest"):
         raise ValueError(f"method={method!r} is invalid; allowed 'parabola' or 'lowest'.")
@@ -216,8 +216,8 @@ def fit_isoflops(params, flops, loss, *, method: str = "parabola", flops_per_par
         keep = np.isfinite(bv) & ok
         if keep.sum() >= 2:
             bn = 10 ** bv[keep]
-            samples.append(_line_log10(budgets[keep], bn)
-                           + _line_log10(budgets[keep], budgets[keep] / (flops_per_param_token * bn)))
+            d_boot = budgets[keep] / (flops_per_param_token * bn)
+            samples.append(_line_log10(budgets[keep], bn) + _line_log10(budgets[keep], d_boot))
     s = np.array(samples).reshape(-1, 4)
     return IsoFlopFit(
         method="parabola" if method == "parabola" else "lowest (biased)",
@@ -279,8 +279,9 @@ class ParametricFit:
 
     theta: (e, a, b, alpha, beta) of the best start. objective: its summed Huber loss.
     converged: the best start met a stopping rule and >= 2 starts reached the same objective.
-    num_starts / num_converged / num_at_best: grid size, starts that met a stopping rule, starts
-    within 1e-6 (relative) of the best objective, starts not refined after screening. residuals: log L - log L_pred per point.
+    num_starts / num_converged / num_at_best / num_pruned: grid size, starts that met a stopping
+    rule, starts within 1e-6 (relative) of the best objective, starts not refined after screening.
+    residuals: log L - log L_pred per point.
     samples: [B, 5] bootstrap (E, A, B, alpha, beta); ci: name -> (lo, hi) percentile interval.
     """
 
@@ -336,8 +337,9 @@ def fit_parametric(params, tokens, loss, *, delta: float = 1e-3, init_grid=None,
 
     Every grid start is screened for up to ``screen_iter`` iterations in float32; those within
     ``prune_factor`` times the best screened objective are refined in float64 to convergence or
-    ``max_iter``, the others (``num_pruned``) keep their screening result. Bootstrap replicates resample the points (multinomial
-    weights, all replicates one batch) and restart from the full-data optimum.
+    ``max_iter``, the others (``num_pruned``) keep their screening result. Bootstrap replicates
+    resample the points (multinomial weights, all replicates one batch) and restart from the
+    full-data optimum.
     """
     n = as_positive("params", params, 5)
     d = as_positive("tokens", tokens, 5)

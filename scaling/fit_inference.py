@@ -114,7 +114,8 @@ def fit_solve_rate(compute, solve_rate, num_problems, *, fit_ceiling: bool = Fal
         succ = rng.binomial(total.astype(np.int64), pred, size=(bootstrap, x.size))
         s = _solve_rate_mle(x, succ.astype(np.float64), total, fit_ceiling)
         names = ("slope", "mid", "ceiling")[: s.shape[1]]
-        ci = {k: tuple(float(v) for v in percentile_ci(s[:, i], level)) for i, k in enumerate(names)}
+        ci = {k: tuple(float(v) for v in percentile_ci(s[:, i], level))
+              for i, k in enumerate(names)}
     return SolveRateFit(float(theta[0]), float(theta[1]), ceil, p - pred, ci)
 
 
@@ -188,7 +189,7 @@ class FrontierFit:
 
 
 def frontier_points(train_flops, curves, thresholds, names=None) -> list[dict]:
-    """Pareto-optimal (train, least test) compute per threshold from per-run (compute, rate) curves."""
+    """Pareto-optimal (train, least test) compute per threshold from per-run (compute, rate)."""
     t = as_positive("train_flops", train_flops)
     if len(curves) != t.size:
         raise ValueError(f"{len(curves)} curves for {t.size} train_flops values.")

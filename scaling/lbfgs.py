@@ -1,14 +1,14 @@
 """Batched L-BFGS in plain numpy: many independent small problems minimised in lock-step.
 
-The approach-3 scaling-law fit restarts L-BFGS from a grid of 4500 initialisations over 5 parameters.
+The approach-3 scaling-law fit restarts L-BFGS from a grid of 4500 initialisations of 5 parameters.
 A Python loop of ``scipy.optimize.minimize`` calls pays interpreter and finite-difference overhead
 per start (minutes on 2 cores); here every start is one row of an ``[S, P]`` array, the objective
 and its analytic gradient are evaluated for all rows in one vectorised call, and rows that have
 converged drop out of the active set, so the cost is a few hundred numpy passes over ``[S, M]``.
 
 The algorithm per row is textbook L-BFGS (Nocedal & Wright, Alg. 7.4 two-loop recursion) with a
-backtracking Armijo line search; curvature pairs with ``s.y <= 0`` are skipped (Armijo alone does not
-guarantee positive curvature). Stopping rules mirror scipy's L-BFGS-B: relative function decrease
+backtracking Armijo line search; curvature pairs with ``s.y <= 0`` are skipped (Armijo alone does
+not guarantee positive curvature). Stopping rules mirror scipy's L-BFGS-B: relative decrease
 ``(f_k - f_{k+1}) / max(|f_k|, |f_{k+1}|, f_scale) <= ftol`` on ``patience`` consecutive
 iterations (flat stretches stall single steps), or ``max|g| <= gtol``.
 Ground floor: numpy only, imports nothing of ours.
@@ -129,7 +129,8 @@ def _loop(fun, x, f, g, active, status, max_iter, history, ftol, gtol, f_scale, 
         gd = np.einsum("sp,sp->s", gr, d)
         uphill = ~(gd < 0)
         if uphill.any():  # stale curvature: restart from steepest descent
-            d[uphill] = -gr[uphill] / np.maximum(np.linalg.norm(gr[uphill], axis=1), 1e-300)[:, None]
+            norm = np.maximum(np.linalg.norm(gr[uphill], axis=1), 1e-300)
+            d[uphill] = -gr[uphill] / norm[:, None]
             gd[uphill] = np.einsum("sp,sp->s", gr[uphill], d[uphill])
             rho[:, rows[uphill]] = 0.0
         t = np.ones(rows.size)

@@ -5,7 +5,8 @@ r"""Scaling report from training-run records.
         --split=test --method=gumbel --thresholds=0.5,0.8 --bootstrap=500
 
 Writes ``report.md``, ``fits.json`` and PNG plots to ``--out`` (see ``scaling/report.py`` and
-docs/scaling.md). Bad records exit non-zero with the file and field named, before anything is written.
+docs/scaling.md). Bad records exit non-zero with the file and field named, before anything is
+written.
 """
 
 from __future__ import annotations

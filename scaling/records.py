@@ -42,7 +42,8 @@ def validate_record(rec: dict, source: str = "<record>") -> dict:
         raise ValueError(f"{source}: a run record must be a JSON object, got {type(rec).__name__}.")
     missing = [k for k in REQUIRED_KEYS if k not in rec]
     if missing:
-        raise ValueError(f"{source}: missing key(s) {missing}; contract 8 requires {REQUIRED_KEYS}.")
+        raise ValueError(f"{source}: missing key(s) {missing}; contract 8 requires "
+                         f"{REQUIRED_KEYS}.")
     for key in POSITIVE_KEYS:
         _positive(rec[key], f"{source}: {key}")
     if not isinstance(rec["final_metrics"], dict):
@@ -151,7 +152,7 @@ def search_curves(records: list[dict], split: str | None = None,
     for rec in records:
         groups: dict[tuple[str, str], list[dict]] = {}
         for ev in filter(usable, rec["search_evals"]):
-            if (split is None or ev["split"] == split) and (method is None or ev["method"] == method):
+            if split in (None, ev["split"]) and method in (None, ev["method"]):
                 groups.setdefault((str(ev["split"]), str(ev["method"])), []).append(ev)
         for (sp, me), evs in sorted(groups.items()):
             evs = sorted(evs, key=lambda e: e["search_flops_per_problem"])

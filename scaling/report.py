@@ -26,8 +26,9 @@ class ReportOptions:
     """loss_key: final_metrics entry fitted as L. split/method: search evals used (None: the most
     frequent pair). thresholds: solve rates for the frontier. target_flops: training budgets to
     predict at (empty: 10x and 100x the largest run). passk_prefixes: method-name prefixes read
-    as pass@k sampling (``search.eval``'s ``sample_pass``), with k = ``simulations``. suggest_depths: candidate depths for
-    ``sweep.suggest_hparams`` at each target's predicted N_opt (approach 3, else approach 2)."""
+    as pass@k sampling (``search.eval``'s ``sample_pass``), with k = ``simulations``.
+    suggest_depths: candidate depths for ``sweep.suggest_hparams`` at each target's predicted
+    N_opt (approach 3, else approach 2)."""
 
     loss_key: str = "eval/loss"
     split: str | None = None

@@ -1,4 +1,4 @@
-"""Scaling-law fits on public reference data (Epoch AI, CS336) and on synthetic data with known truth."""
+"""Scaling-law fits on public reference data (Epoch AI, CS336) and on synthetic known-truth data."""
 import csv
 import json
 import warnings

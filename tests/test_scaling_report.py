@@ -1,4 +1,4 @@
-"""Run records -> fits -> report.md / fits.json / PNGs, on a fake 3-budget x 4-size grid with known truth."""
+"""Run records -> fits -> report.md, fits.json, PNGs, on a fake 3x4 grid of known truth."""
 import json
 
 import numpy as np
