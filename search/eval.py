@@ -1,0 +1,425 @@
+r"""Solve rate vs search compute: a sweep of methods x budgets on evaluation splits.
+
+    python -m search.eval --workdir=runs/eval_uniform --model=uniform --splits=g24:test:100 \
+        --methods=uniform_mcts,exhaustive_dfs --budgets=1,4,16,64
+    python -m search.eval --workdir=runs/d1 --model=hf:runs/d1/export --csv=24.csv \
+        --splits=tot100,tsllm362 --methods=mcts,beam,dfs,sample
+
+Splits: ``tot100 | tsllm362 | all1362 | tsllm_train1000 | xot137 | xot1225`` (from ``--csv``) or a
+generated class ``name[:split[:count]]`` (``search.problems``; default split test, 100 problems).
+Methods and what ``budget`` B means (every entry records the evaluations actually used):
+  mcts / mcts_muzero / uniform_mcts: B simulations per move (Gumbel with gumbel_scale 0 /
+    PUCT with greedy acting, no noise / Gumbel with uniform prior and zero value); each also
+    reports ``<name>_tree``: a verified solution anywhere in a search tree.
+  beam: BFS-V with beam width B;  dfs: DFS-V with (B+1)*(n-1) evaluations;
+  sample: B policy rollouts -> ``sample_pass`` (pass@B) and ``sample_majority``;
+  exhaustive_dfs / exhaustive_bfs: (B+1)*(n-1) generated states, no network.
+Evaluations cost ``flops_per_eval`` FLOPs for network methods and none for network-free ones.
+Outputs in ``<workdir>/search_eval``: results.json, results.md, per_problem.jsonl,
+solve_rate_<split>.png; ``search_evals`` entries are appended to ``<workdir>/run.json`` if present.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import jax
+import numpy as np
+from scipy import stats as sps
+from tqdm import tqdm
+
+from search import baselines, game, mcts, problems
+
+CSV_SPLITS = tuple(problems.CSV_SPLITS) + tuple(problems.XOT_SPLITS)
+NETWORK_METHODS = ("mcts", "mcts_muzero", "beam", "dfs", "sample")
+FREE_METHODS = ("uniform_mcts", "exhaustive_dfs", "exhaustive_bfs")
+METHODS = NETWORK_METHODS + FREE_METHODS
+DEFAULT_BUDGETS = tuple(2**k for k in range(9))  # 1 .. 256
+
+
+# ----------------------------------------------------------------------------- statistics
+
+
+def wilson_ci(k: int, n: int, conf: float = 0.95) -> tuple[float, float]:
+    """Wilson score interval of a binomial proportion k / n."""
+    if n == 0:
+        return 0.0, 1.0
+    z = sps.norm.ppf(0.5 + conf / 2)
+    p, z2 = k / n, z * z
+    mid, half = (p + z2 / (2 * n)), z * math.sqrt(p * (1 - p) / n + z2 / (4 * n * n))
+    lo, hi = (mid - half) / (1 + z2 / n), (mid + half) / (1 + z2 / n)
+    return (0.0 if k == 0 else max(0.0, lo)), (1.0 if k == n else min(1.0, hi))
+
+
+def clopper_pearson_ci(k: int, n: int, conf: float = 0.95) -> tuple[float, float]:
+    """Exact (Clopper-Pearson) interval of k / n."""
+    if n == 0:
+        return 0.0, 1.0
+    a = 1 - conf
+    lo = sps.beta.ppf(a / 2, k, n - k + 1) if k > 0 else 0.0
+    hi = sps.beta.ppf(1 - a / 2, k + 1, n - k) if k < n else 1.0
+    return float(lo), float(hi)
+
+
+# ----------------------------------------------------------------------------- networks
+
+
+@dataclasses.dataclass(frozen=True)
+class Network:
+    """What is searched with: ``make_evaluate(rules)`` (contract 6) and its cost per state."""
+
+    name: str
+    make_evaluate: Callable[[game.Rules], mcts.Evaluate]
+    params: Any = None
+    flops_per_eval: Callable[[game.Rules], float] = lambda rules: 0.0
+
+
+def model_network(model, name: str = "model") -> Network:
+    """A ``nnx_models.PolicyValueNet`` as a Network (its tokenizer re-sized to each rules.n_max)."""
+    from flax import nnx
+
+    from nnx_models import make_evaluate, seq_len
+    from scaling.flops import forward_flops_per_state
+
+    graphdef, params = nnx.split(model)
+    tok = lambda rules: dataclasses.replace(model.tok_cfg, n_max=rules.n_max)
+    return Network(
+        name=name, params=params,
+        make_evaluate=lambda rules: make_evaluate(graphdef, tok(rules), rules),
+        flops_per_eval=lambda rules: float(forward_flops_per_state(
+            model.cfg, seq_len(tok(rules)), rules.n_max)))
+
+
+def load_network(spec: str, seed: int = 0) -> Network:
+    """``uniform`` | ``oracle`` | ``untrained:d<depth>`` | ``hf:<dir>`` (nnx_models.hf export)."""
+    if spec == "uniform":
+        return Network("uniform", baselines.uniform_evaluate)
+    if spec == "oracle":
+        return Network("oracle", baselines.oracle_evaluate)
+    from flax import nnx
+
+    from nnx_models import ModelConfig, PolicyValueNet
+
+    if spec.startswith("untrained:d") and spec[len("untrained:d"):].isdigit():
+        cfg = ModelConfig.from_depth(int(spec[len("untrained:d"):]))
+        return model_network(PolicyValueNet(cfg, rngs=nnx.Rngs(seed)), spec)
+    if spec.startswith("hf:"):
+        path = spec[3:]
+        if not os.path.isdir(path):
+            raise ValueError(f"--model={spec!r}: {path} is not a directory; export a model with "
+                             "nnx_models.hf.save_pretrained(model, path) first.")
+        from nnx_models.hf import load_policy_value
+
+        return model_network(load_policy_value(path, seed=seed), spec)
+    raise ValueError(f"--model={spec!r} is unknown; allowed uniform, oracle, untrained:d<K>, "
+                     "hf:<export dir>.")
+
+
+# ----------------------------------------------------------------------------- splits
+
+
+def load_split(spec: str, csv_path: str | None = None, n_max: int | None = None):
+    """(name, problems, rules) for a split spec (module docstring)."""
+    if spec in CSV_SPLITS:
+        if not csv_path:
+            raise ValueError(f"split {spec!r} needs the ToT 24.csv (or XoT csv): pass "
+                             "--csv=/path/to/24.csv (download it from the Tree-of-Thoughts repo, "
+                             "src/tot/data/24/24.csv).")
+        probs, rules = problems.load_24csv(csv_path, spec), problems.get_class("g24").rules
+    else:
+        name, split, count = (spec.split(":") + ["test", "100"])[:3]
+        if name not in problems.class_names():
+            raise ValueError(f"split {spec!r} is unknown; allowed {', '.join(CSV_SPLITS)} or a "
+                             f"class[:split[:count]] with class in {problems.class_names()}.")
+        if not count.isdigit():
+            raise ValueError(f"split {spec!r}: count={count!r} is not a non-negative integer.")
+        cls = problems.get_class(name)
+        probs, rules = problems.generate(cls, int(count), seed=0, split=split), cls.rules
+    if n_max is not None:
+        rules = dataclasses.replace(rules, n_max=n_max)
+    too_big = max((len(p.numbers) for p in probs), default=0)
+    if too_big > rules.n_max:
+        raise ValueError(f"split {spec!r} has problems with {too_big} numbers but n_max="
+                         f"{rules.n_max}; pass --n_max={too_big} (or larger).")
+    return spec, probs, rules
+
+
+# ----------------------------------------------------------------------------- methods
+
+
+@dataclasses.dataclass(frozen=True)
+class SweepOptions:
+    """Method knobs that are not the budget."""
+
+    batch_size: int = 128  # problems per jitted call (the last batch is padded)
+    max_num_considered_actions: int = 16
+    beam_expand: int = 8
+    dfs_expand: int = 8
+    dfs_threshold: float = 0.05
+    sample_temperature: float = 1.0
+    seed: int = 0
+
+
+def _batched_fn(method: str, budget: int, net: Network, rules: game.Rules, o: SweepOptions,
+                mesh):
+    """A jitted ``f(params, rng, state)`` for a network-driven method at one budget."""
+    ev = baselines.uniform_evaluate(rules) if method == "uniform_mcts" else net.make_evaluate(rules)
+    if method in ("mcts", "uniform_mcts", "mcts_muzero"):
+        cfg = (mcts.SearchConfig("muzero", budget, dirichlet_fraction=0.0, temperature=0.0)
+               if method == "mcts_muzero" else mcts.SearchConfig(
+                   "gumbel", budget, max_num_considered_actions=o.max_num_considered_actions,
+                   gumbel_scale=0.0))
+        return mcts.make_episode_runner(ev, rules, cfg, mesh)
+    fn = {"beam": lambda p, k, s: baselines.value_beam(p, k, s, ev, rules, budget, o.beam_expand),
+          "dfs": lambda p, k, s: baselines.value_dfs(p, k, s, ev, rules, o.dfs_expand,
+                                                     o.dfs_threshold, (budget + 1) * (rules.n_max - 1)),
+          "sample": lambda p, k, s: baselines.sample(p, k, s, ev, rules, budget,
+                                                     o.sample_temperature)}[method]
+    return mcts.make_batched(fn, rules, mesh)
+
+
+def _outcomes(method: str, out, state, rules) -> dict[str, list[tuple[bool, str | None, int]]]:
+    """Per variant: (solved, verified expression, evaluations) of each problem of a batch."""
+    if isinstance(out, mcts.Episode):
+        sols, evals = mcts.solutions(out, rules), np.asarray(out.num_evals)
+        return {method: [(s.played, s.expression if s.played else None, int(e))
+                         for s, e in zip(sols, evals, strict=True)],
+                f"{method}_tree": [(s.found, s.expression, int(e))
+                                   for s, e in zip(sols, evals, strict=True)]}
+    out = jax.device_get(out)
+    exprs = [mcts.verify(nums, t, a, rules) if ok else None for (nums, t), a, ok in
+             zip(mcts.initial_problems(state), out.actions, out.solved, strict=True)]
+    rows = lambda flags: [(e is not None and bool(f), e if f else None, int(v))
+                          for e, f, v in zip(exprs, flags, out.evals, strict=True)]
+    if method == "sample":
+        return {"sample_pass": rows(out.solved), "sample_majority": rows(out.majority)}
+    return {method: rows(out.solved)}
+
+
+def run_method(method: str, budget: int, probs: Sequence[problems.Problem], rules: game.Rules,
+               net: Network, opts: SweepOptions = SweepOptions(), mesh=None,
+               progress: bool = True) -> tuple[dict[str, list], float]:
+    """Outcomes per variant for every problem, and the wall time (compile included)."""
+    if method not in METHODS:
+        raise ValueError(f"method={method!r} is unknown; allowed {METHODS}.")
+    if budget < 1:
+        raise ValueError(f"budget (simulations)={budget} is out of range; allowed >= 1.")
+    t0 = time.perf_counter()
+    if method.startswith("exhaustive_"):
+        res = [baselines.exhaustive(p.numbers, p.target, rules, (budget + 1) * (len(p.numbers) - 1),
+                                    method.split("_")[1]) for p in probs]
+        exprs = [mcts.verify(p.numbers, p.target, a, rules) if ok else None
+                 for p, (ok, a, _) in zip(probs, res, strict=True)]
+        return ({method: [(e is not None, e, n) for e, (_, _, n) in zip(exprs, res, strict=True)]},
+                time.perf_counter() - t0)
+    fn = _batched_fn(method, budget, net, rules, opts, mesh)
+    bs, out = max(1, min(opts.batch_size, len(probs))), {}
+    batches = range(0, len(probs), bs)
+    for start in tqdm(batches, desc=f"{method}@{budget}", disable=not progress, leave=False):
+        chunk = list(probs[start:start + bs])
+        padded = chunk + [chunk[-1]] * (bs - len(chunk))  # one compiled shape for every batch
+        state = problems.problems_to_state(padded, rules)
+        res = fn(net.params, jax.random.PRNGKey(opts.seed + start), state)
+        for k, v in _outcomes(method, res, state, rules).items():
+            out.setdefault(k, []).extend(v[:len(chunk)])
+    return out, time.perf_counter() - t0
+
+
+# ----------------------------------------------------------------------------- sweep + outputs
+
+
+def run_sweep(split: str, probs: Sequence[problems.Problem], rules: game.Rules, net: Network,
+              methods: Sequence[str] = METHODS, budgets: Sequence[int] = DEFAULT_BUDGETS,
+              opts: SweepOptions = SweepOptions(), mesh=None, progress: bool = True):
+    """Every method at every budget on one split: (summary entries, per-problem records)."""
+    bad = [b for b in budgets if b < 1]
+    if bad:
+        raise ValueError(f"budgets {bad} are out of range; simulations must be >= 1.")
+    flops = net.flops_per_eval(rules)
+    entries, records = [], []
+    for method in methods:
+        for budget in budgets:
+            outcomes, wall = run_method(method, budget, probs, rules, net, opts, mesh, progress)
+            for variant, rows in outcomes.items():
+                solved = sum(r[0] for r in rows)
+                evals = float(np.mean([r[2] for r in rows])) if rows else 0.0
+                entries.append(dict(
+                    split=split, method=variant, network=net.name, simulations=budget,
+                    evals_per_problem=evals,
+                    search_flops_per_problem=0.0 if method in FREE_METHODS else evals * flops,
+                    solve_rate=solved / max(len(rows), 1), solve_rate_ci=list(wilson_ci(solved, len(rows))),
+                    solve_rate_ci_clopper_pearson=list(clopper_pearson_ci(solved, len(rows))),
+                    num_problems=len(rows), wall_time_s=wall))
+                records += [dict(split=split, method=variant, simulations=budget,
+                                 numbers=list(p.numbers), target=p.target, solved=bool(ok),
+                                 solution=expr, evals=ev)
+                            for p, (ok, expr, ev) in zip(probs, rows, strict=True)]
+    return entries, records
+
+
+def _atomic_write(path: str, text: str) -> None:
+    tmp = f"{path}.tmp{os.getpid()}"
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+def markdown(entries: Sequence[dict]) -> str:
+    """A table per split: method x budget -> solve rate [95% CI], evaluations, FLOPs."""
+    lines = []
+    for split in dict.fromkeys(e["split"] for e in entries):
+        lines += [f"### {split}", "", "| method | budget | solve rate | 95% CI (Wilson) | "
+                  "evals / problem | search FLOPs / problem | wall s |", "|---|---:|---:|---|---:|---:|---:|"]
+        for e in (e for e in entries if e["split"] == split):
+            lo, hi = e["solve_rate_ci"]
+            lines.append(f"| {e['method']} | {e['simulations']} | {e['solve_rate']:.3f} | "
+                         f"[{lo:.3f}, {hi:.3f}] | {e['evals_per_problem']:.1f} | "
+                         f"{e['search_flops_per_problem']:.3g} | {e['wall_time_s']:.1f} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def plot(entries: Sequence[dict], split: str, path: str) -> None:
+    """Solve rate vs evaluations (all methods) and vs search FLOPs (network methods)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    for ax, key, label in ((axes[0], "evals_per_problem", "evaluations / problem"),
+                           (axes[1], "search_flops_per_problem", "search FLOPs / problem")):
+        for method in dict.fromkeys(e["method"] for e in entries if e["split"] == split):
+            es = [e for e in entries if e["split"] == split and e["method"] == method and e[key] > 0]
+            if not es:
+                continue
+            x, y = [e[key] for e in es], [e["solve_rate"] for e in es]
+            err = np.clip([[e["solve_rate"] - e["solve_rate_ci"][0],
+                            e["solve_rate_ci"][1] - e["solve_rate"]] for e in es], 0, 1).T
+            ax.errorbar(x, y, yerr=err, marker="o", capsize=2, label=method)
+        ax.set(xscale="log", xlabel=label, ylabel="solve rate", ylim=(-0.02, 1.02), title=split)
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def write_outputs(out_dir: str, entries: list[dict], records: list[dict], meta: dict) -> None:
+    os.makedirs(out_dir, exist_ok=True)
+    _atomic_write(os.path.join(out_dir, "results.json"),
+                  json.dumps({**meta, "entries": entries}, indent=2))
+    _atomic_write(os.path.join(out_dir, "per_problem.jsonl"),
+                  "".join(json.dumps(r) + "\n" for r in records))
+    _atomic_write(os.path.join(out_dir, "results.md"), markdown(entries))
+    for split in dict.fromkeys(e["split"] for e in entries):
+        plot(entries, split, os.path.join(out_dir, f"solve_rate_{split.replace(':', '_')}.png"))
+
+
+def append_to_run_record(workdir: str, entries: Sequence[dict]) -> bool:
+    """Append contract-8 ``search_evals`` entries to ``<workdir>/run.json`` if it exists."""
+    path = os.path.join(workdir, "run.json")
+    if not os.path.exists(path) or jax.process_index() != 0:
+        return False
+    with open(path, encoding="utf-8") as f:
+        record = json.load(f)
+    record.setdefault("search_evals", []).extend(entries)
+    _atomic_write(path, json.dumps(record, indent=2))
+    return True
+
+
+def evaluate_run(workdir: str, net: Network, splits: Sequence[str],
+                 methods: Sequence[str] = METHODS, budgets: Sequence[int] = DEFAULT_BUDGETS,
+                 csv_path: str | None = None, n_max: int | None = None,
+                 opts: SweepOptions = SweepOptions(), mesh=None, progress: bool = True) -> dict:
+    """Sweep every split; write ``<workdir>/search_eval/*`` and append to run.json. Returns
+    {"entries": [...], "out_dir": ...}. All inputs are validated before any search runs."""
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown:
+        raise ValueError(f"methods {unknown} are unknown; allowed {METHODS}.")
+    if not budgets or min(budgets) < 1:
+        raise ValueError(f"budgets={list(budgets)}: simulations must be >= 1.")
+    loaded = [load_split(s, csv_path, n_max) for s in splits]
+    entries, records = [], []
+    for name, probs, rules in loaded:
+        e, r = run_sweep(name, probs, rules, net, methods, budgets, opts, mesh, progress)
+        entries += e
+        records += r
+    out_dir = os.path.join(workdir, "search_eval")
+    meta = dict(network=net.name, options=dataclasses.asdict(opts),
+                device_kind=jax.devices()[0].device_kind, device_count=jax.device_count())
+    write_outputs(out_dir, entries, records, meta)
+    append_to_run_record(workdir, entries)
+    return {"entries": entries, "out_dir": out_dir}
+
+
+def main(argv: Sequence[str]) -> None:
+    from absl import flags
+
+    f = flags.FLAGS
+    if len(argv) > 1:
+        raise ValueError(f"unexpected arguments {argv[1:]}; use --flag=value.")
+    opts = SweepOptions(batch_size=f.batch_size, seed=f.seed,
+                        max_num_considered_actions=f.max_num_considered_actions,
+                        beam_expand=f.beam_expand, dfs_expand=f.dfs_expand,
+                        dfs_threshold=f.dfs_threshold, sample_temperature=f.sample_temperature)
+    mesh = jax.make_mesh((jax.device_count(),), ("data",)) if jax.device_count() > 1 else None
+    out = evaluate_run(f.workdir, load_network(f.model, f.seed), [s for s in f.splits.split(",") if s],
+                       [m for m in f.methods.split(",") if m], _ints(f.budgets, "budgets"),
+                       f.csv, f.n_max, opts, mesh)
+    print(markdown(out["entries"]))
+    print(f"[search.eval] wrote {out['out_dir']}")
+
+
+def _ints(value: str, field: str) -> list[int]:
+    try:
+        return [int(x) for x in value.split(",") if x.strip()]
+    except ValueError:
+        raise ValueError(f"--{field}={value!r} is not a comma-separated list of integers.") from None
+
+
+def _define_flags() -> None:
+    from absl import flags
+
+    flags.DEFINE_string("workdir", None, "Run directory; outputs go to <workdir>/search_eval.")
+    flags.DEFINE_string("model", "uniform", "uniform | oracle | untrained:d<K> | hf:<export dir>.")
+    flags.DEFINE_string("splits", "g24:test:100", "Comma list of splits (module docstring).")
+    flags.DEFINE_string("methods", ",".join(METHODS), f"Comma list of {METHODS}.")
+    flags.DEFINE_string("budgets", ",".join(map(str, DEFAULT_BUDGETS)), "Comma list of budgets.")
+    flags.DEFINE_string("csv", None, "Path to the ToT 24.csv (for tot100/tsllm362/all1362/xot*).")
+    flags.DEFINE_integer("n_max", None, "Override the slot count of the rules (default: class).")
+    flags.DEFINE_integer("batch_size", 128, "Problems per jitted search call.")
+    flags.DEFINE_integer("seed", 0, "RNG seed (sampling, untrained init).")
+    flags.DEFINE_integer("max_num_considered_actions", 16, "Gumbel root actions considered.")
+    flags.DEFINE_integer("beam_expand", 8, "BFS-V: children expanded per beam state.")
+    flags.DEFINE_integer("dfs_expand", 8, "DFS-V: children expanded per state.")
+    flags.DEFINE_float("dfs_threshold", 0.05, "DFS-V: prune children with value below this.")
+    flags.DEFINE_float("sample_temperature", 1.0, "Policy sampling temperature (0 = greedy).")
+    flags.mark_flag_as_required("workdir")
+
+
+def cli() -> None:
+    import sys
+
+    from absl import app
+
+    _define_flags()
+
+    def guarded(argv):
+        try:
+            main(argv)
+        except (ValueError, FileNotFoundError) as e:
+            print(f"error: {e}", file=sys.stderr)
+            sys.exit(2)
+
+    app.run(guarded)
+
+
+if __name__ == "__main__":
+    cli()
