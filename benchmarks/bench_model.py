@@ -10,19 +10,16 @@ loaded from the torch model's weights (``nnx_models.hf``), so shapes and numbers
 - ``forward``: logits of the batch (``jax.jit`` vs ``torch.no_grad`` in eval mode);
 - ``train step``: cross-entropy + backward + AdamW update (one jitted, donated step vs
   ``loss.backward(); opt.step()``).
-Timing: warm-up calls (compile) excluded, then the median of ``--repeats`` calls. Threads: torch
-uses ``torch.get_num_threads()`` (all cores), XLA its default CPU thread pool. Without torch the
-torch columns are skipped with a message. JSON goes to ``--out``.
+Timing: warm-up calls (compile) excluded, then the best of ``--repeats`` calls (the machines are
+shared). Threads: torch uses ``torch.get_num_threads()`` (all cores), XLA its default CPU thread
+pool. Without torch the torch columns are skipped with a message. JSON goes to ``--out``.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import statistics
 import tempfile
-import time
 
 import jax
 import jax.numpy as jnp
@@ -30,6 +27,7 @@ import numpy as np
 import optax
 from flax import nnx
 
+from benchmarks import common
 from nnx_models import config as model_config
 from nnx_models import hf
 from nnx_models.transformer import Transformer
@@ -43,15 +41,11 @@ SIZES = {  # Llama shapes (SwiGLU): depth-rule sizes and the SmolLM2-135M preset
 }
 
 
-def _median_time(fn, repeats: int, warmup: int = 2) -> float:
+def _time(fn, repeats: int, warmup: int = 2) -> float:
+    """Best-of-``repeats`` wall seconds after ``warmup`` calls (compilation excluded)."""
     for _ in range(warmup):
         fn()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+    return common.best_time(fn, repeats)[0]
 
 
 def _torch_model(cfg: model_config.ModelConfig, path: str):
@@ -95,8 +89,8 @@ def bench_jax(cfg, path, tokens, repeats):
         loss.block_until_ready()
 
     logits = np.asarray(fwd(params, t))
-    f_time = _median_time(lambda: fwd(params, t).block_until_ready(), repeats)
-    return logits, f_time, _median_time(step, repeats)
+    f_time = _time(lambda: fwd(params, t).block_until_ready(), repeats)
+    return logits, f_time, _time(step, repeats)
 
 
 def bench_torch(model, tokens, repeats):
@@ -111,7 +105,7 @@ def bench_torch(model, tokens, repeats):
         with torch.no_grad():
             model(t)
 
-    f_time = _median_time(fwd, repeats)
+    f_time = _time(fwd, repeats)
     model.train()
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
 
@@ -124,7 +118,7 @@ def bench_torch(model, tokens, repeats):
         loss.backward()
         opt.step()
 
-    return logits, f_time, _median_time(step, repeats)
+    return logits, f_time, _time(step, repeats)
 
 
 def main(argv=None) -> dict:
@@ -189,9 +183,7 @@ def main(argv=None) -> dict:
         import torch
 
         result |= {"torch": torch.__version__, "torch_threads": torch.get_num_threads()}
-    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    with open(args.out, "w") as f:
-        json.dump(result, f, indent=2)
+    common.write_json(result, args.out)
     print(f"wrote {args.out}")
     return result
 
