@@ -1,7 +1,7 @@
 r"""IsoFLOP sweep design under a total compute budget, and hyperparameters for a predicted optimum.
 
-    python -m scaling.sweep --total_flops=3e15 --num_budgets=3 --depths=1,2,3,4,5,6 \
-        --batch_size=64 --seq_len=32 --root=runs/sweep --config=train/configs/default.py
+    python -m scaling.sweep --total_flops=3e13 --num_budgets=3 --depths=1,2,3,4 \
+        --calibrate_from=runs/default --root=runs/sweep --config=train/configs/default.py
 
 prints one ``python -m train.main`` invocation per run that has no ``run.json`` yet (finished runs
 are the cache) and writes the plan to ``<root>/sweep.json``. Design: K budgets spaced by
@@ -119,6 +119,31 @@ def suggest_hparams(n_opt: float, flops: float, depths: Iterable[int],
             "source": "depth: nearest to N_opt; batch/lr: DeepSeek LLM (2024) fits, extrapolated"}
 
 
+def calibrate(run_json: str) -> dict:
+    """(batch_size, seq_len) as an existing run of the same train config counted them.
+
+    ``tokens = steps * batch_size * seq_len`` in ``run.json`` (contract 8), so one finished run
+    (even a ``runlocal`` smoke test) gives the tokens per example the train code really uses.
+    Also checks that `model_fns` reproduces the run's recorded N and FLOPs per token.
+    """
+    path = os.path.join(run_json, "run.json") if os.path.isdir(run_json) else run_json
+    with open(path, encoding="utf-8") as fh:
+        rec = json.load(fh)
+    try:
+        batch = int(rec["config"]["train"]["batch_size"])
+        seq_len = int(round(rec["tokens"] / (rec["steps"] * batch)))
+        depth = int(rec["config"]["model"]["depth"])
+    except (KeyError, TypeError, ZeroDivisionError) as e:
+        raise ValueError(f"{path}: cannot read tokens/steps/config.train.batch_size/"
+                         f"config.model.depth to calibrate ({e!r}).") from e
+    params_fn, fpt = model_fns(seq_len)
+    if params_fn(depth) != rec["params"] or abs(fpt(depth) / rec["flops_per_token"] - 1) > 1e-6:
+        raise ValueError(f"{path}: depth {depth} gives N={params_fn(depth)}, FLOPs/token "
+                         f"{fpt(depth)} here but the run recorded N={rec['params']}, "
+                         f"{rec['flops_per_token']}; pass model overrides or --seq_len by hand.")
+    return {"batch_size": batch, "seq_len": seq_len}
+
+
 def main(argv=None) -> int:
     from absl import app, flags
 
@@ -126,22 +151,31 @@ def main(argv=None) -> int:
     flags.DEFINE_float("total_flops", None, "Total training FLOPs of the sweep.", required=True)
     flags.DEFINE_integer("num_budgets", 3, "IsoFLOP budgets.", lower_bound=1)
     flags.DEFINE_integer("sizes_per_budget", 4, "Model sizes per budget.", lower_bound=1)
+    flags.DEFINE_integer("min_steps", 20, "Drop runs with fewer steps.", lower_bound=1)
     flags.DEFINE_list("depths", ["1", "2", "3", "4", "5", "6"], "Candidate depths.")
     flags.DEFINE_integer("batch_size", 64, "Sequences per step (the train config's).")
-    flags.DEFINE_integer("seq_len", 32, "Tokens per sequence (the tokenizer's).")
+    flags.DEFINE_integer("seq_len", 83, "Tokens per example (83: default.py's g24 encoding).")
+    flags.DEFINE_string("calibrate_from", None, "A finished run (dir or run.json) of the same "
+                        "config: batch_size and seq_len are read from it.")
     flags.DEFINE_string("root", "runs/sweep", "Parent directory of the run workdirs.")
     flags.DEFINE_string("config", "train/configs/default.py", "Train config file.")
 
     def run(_):
-        params_fn, fpt = model_fns(f.seq_len)
+        shape = {"batch_size": f.batch_size, "seq_len": f.seq_len}
+        if f.calibrate_from:
+            shape = calibrate(f.calibrate_from)
+            print(f"# calibrated from {f.calibrate_from}: {shape}")
+        params_fn, fpt = model_fns(shape["seq_len"])
         design = design_isoflop_sweep(f.total_flops, f.num_budgets,
                                       [int(d) for d in f.depths], params_fn,
-                                      f.batch_size * f.seq_len, flops_per_token_fn=fpt,
-                                      sizes_per_budget=f.sizes_per_budget)
+                                      shape["batch_size"] * shape["seq_len"],
+                                      flops_per_token_fn=fpt, sizes_per_budget=f.sizes_per_budget,
+                                      min_steps=f.min_steps)
         os.makedirs(f.root, exist_ok=True)
         with open(os.path.join(f.root, "sweep.json"), "w", encoding="utf-8") as fh:
             json.dump([dataclasses.asdict(r) for r in design], fh, indent=2)
-        print("\n".join(commands(design, f.root, f.config)))
+        extra = [f"--config.train.batch_size={shape['batch_size']}"]
+        print("\n".join(commands(design, f.root, f.config, extra)))
         spent = float(np.sum([r.flops for r in design]))
         print(f"# {len(design)} runs, {spent:.3g} of {f.total_flops:.3g} FLOPs", flush=True)
 

@@ -197,3 +197,15 @@ def test_isoflop_sweep_design(tmp_path):
     with pytest.raises(ValueError, match="total_flops"):
         sweep.design_isoflop_sweep(total_flops=-1, num_budgets=3, depths=[1],
                                    params_fn=params_fn, tokens_per_step=64)
+
+
+def test_sweep_calibrates_tokens_per_example_from_a_run(tmp_path):
+    params_fn, fpt = sweep.model_fns(47)
+    rec = {"config": {"train": {"batch_size": 8}, "model": {"depth": 2}}, "steps": 10,
+           "tokens": 10 * 8 * 47, "params": params_fn(2), "flops_per_token": fpt(2)}
+    (tmp_path / "run.json").write_text(json.dumps(rec))
+    assert sweep.calibrate(str(tmp_path)) == {"batch_size": 8, "seq_len": 47}
+    rec["params"] += 1
+    (tmp_path / "run.json").write_text(json.dumps(rec))
+    with pytest.raises(ValueError, match="recorded N="):
+        sweep.calibrate(str(tmp_path / "run.json"))
