@@ -39,11 +39,20 @@ class _QuietOrbax(logging.Filter):
 absl_logging.get_absl_logger().addFilter(_QuietOrbax())
 
 
-def ensure_writable(workdir: str) -> None:
-    """Creates ``workdir`` and proves it is writable, before anything else is written."""
+def ensure_writable(workdir: str, create: bool = True) -> None:
+    """Proves ``workdir`` can be written (``create=False``: without creating anything yet)."""
+    path = os.path.abspath(workdir)
+    probe_dir = path
+    while not os.path.exists(probe_dir):  # nearest existing ancestor decides
+        probe_dir = os.path.dirname(probe_dir)
+    if not os.path.isdir(probe_dir) or not os.access(probe_dir, os.W_OK | os.X_OK):
+        raise ValueError(f"--workdir={workdir!r} is not writable ({probe_dir!r} is not a writable "
+                         "directory); pass a directory you can write to.")
+    if not create:
+        return
     try:
-        os.makedirs(workdir, exist_ok=True)
-        probe = os.path.join(workdir, f".write_probe_{os.getpid()}")
+        os.makedirs(path, exist_ok=True)
+        probe = os.path.join(path, f".write_probe_{os.getpid()}")
         with open(probe, "w", encoding="utf-8") as f:
             f.write("ok")
         os.remove(probe)
@@ -92,6 +101,15 @@ class Checkpointer:
         out = self._mngr.restore(step, args=ocp.args.Composite(
             state=ocp.args.StandardRestore(abstract_state), meta=ocp.args.JsonRestore()))
         return out["state"], dict(out["meta"])
+
+    def load_numpy(self, step: int) -> Any:
+        """``step``'s state as nested dicts of host numpy arrays, on any device topology (for
+        inspection and tests; training restores through ``restore``)."""
+        path = os.path.join(self.directory, str(step), "state")
+        reader = ocp.PyTreeCheckpointer()
+        tree = reader.metadata(path).item_metadata.tree
+        restore_args = jax.tree.map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray), tree)
+        return reader.restore(path, args=ocp.args.PyTreeRestore(restore_args=restore_args))
 
     def wait(self) -> None:
         self._mngr.wait_until_finished()

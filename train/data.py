@@ -15,6 +15,7 @@ contiguous slice of every global batch and hands it to
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Iterator, Mapping
 from typing import Any
@@ -37,11 +38,26 @@ def data_dir(config: Mapping[str, Any], workdir: str) -> str:
         os.path.dirname(os.path.abspath(workdir.rstrip("/"))), "data")
 
 
-def dataset_names(config: Mapping[str, Any]) -> tuple[str, str]:
-    """(train name, eval name): derived from class, problem count and seed unless ``data.name``."""
+def problem_class(config: Mapping[str, Any]) -> problems.ProblemClass:
+    """The configured class, with ``Rules.n_max`` replaced by ``data.n_max`` when that is set."""
     d = config["data"]
-    base = d["name"] or f"{d['problem_class']}_p{d['num_problems']}_s{d['seed']}"
-    return f"{base}_train", f"{d['problem_class']}_p{d['eval_num_problems']}_s{d['seed']}_val"
+    cls = problems.get_class(d["problem_class"])
+    if d["n_max"]:
+        hi = cls.n if isinstance(cls.n, int) else cls.n[1]
+        if not hi <= d["n_max"] <= cls.rules.n_max:
+            raise ValueError(f"config.data.n_max={d['n_max']} is out of range for class "
+                             f"{cls.name!r}; allowed {hi}..{cls.rules.n_max} (0 = class default).")
+        cls = dataclasses.replace(cls, rules=dataclasses.replace(cls.rules, n_max=d["n_max"]))
+    return cls
+
+
+def dataset_names(config: Mapping[str, Any]) -> tuple[str, str]:
+    """(train name, eval name): derived from class, slots, problem count and seed unless
+    ``data.name`` is set (the eval name is always derived)."""
+    d = config["data"]
+    stem = d["problem_class"] + (f"_n{d['n_max']}" if d["n_max"] else "")
+    base = d["name"] or f"{stem}_p{d['num_problems']}_s{d['seed']}"
+    return f"{base}_train", f"{stem}_p{d['eval_num_problems']}_s{d['seed']}_val"
 
 
 def generate(config: Mapping[str, Any], workdir: str) -> list[str]:
@@ -52,7 +68,7 @@ def generate(config: Mapping[str, Any], workdir: str) -> list[str]:
             raise ValueError(f"config.data.{key}={d[key]} is out of range; allowed >= 1.")
     from search import datasets  # lazy: tensorflow_datasets is slow to import
 
-    cls = problems.get_class(d["problem_class"])
+    cls = problem_class(config)
     root = data_dir(config, workdir)
     train_name, eval_name = dataset_names(config)
     return [datasets.build_supervised(root, name, cls, n, d["seed"], split=split)

@@ -26,7 +26,6 @@ from absl import logging
 
 from nnx_models import tokenizer
 from scaling import flops
-from search import problems
 from train import checkpoint as ckpt_lib
 from train import data as data_lib
 from train import mesh as mesh_lib
@@ -48,7 +47,7 @@ def _as_dict(config) -> dict:
 def setup(config: Mapping[str, Any], workdir: str) -> dict:
     """Validated pieces every mode needs: rules, tokenizer/model configs, mesh, optimizer."""
     cfg = _as_dict(config)
-    cls = problems.get_class(cfg["data"]["problem_class"])
+    cls = data_lib.problem_class(cfg)
     tok_cfg = tokenizer.TokenizerConfig(n_max=cls.rules.n_max, **cfg["tokenizer"])
     model_cfg = steps.model_config(cfg["model"], tok_cfg)
     mesh = mesh_lib.make_mesh(cfg["mesh"])
@@ -138,17 +137,27 @@ def _finite_or_raise(host_metrics: dict, update: int, ckpt: ckpt_lib.Checkpointe
 
 
 def train_and_evaluate(config, workdir: str) -> dict[str, float]:
-    """Trains (or resumes) the run in ``workdir``; returns the final metrics (see module doc)."""
+    """Trains (or resumes) the run in ``workdir``; returns the final metrics (see module doc).
+
+    SIGTERM is caught from the first line on, so a preemption during data loading or compilation
+    also ends in a clean exit (after at most one update and a checkpoint).
+    """
+    with ckpt_lib.PreemptionGuard() as guard:
+        return _train(config, workdir, guard)
+
+
+def _train(config, workdir: str, guard: ckpt_lib.PreemptionGuard) -> dict[str, float]:
     t_start = time.time()
     s = setup(config, workdir)
     cfg, mesh, tx, seq_len = s["cfg"], s["mesh"], s["tx"], s["seq_len"]
     tcfg = cfg["train"]
-    ckpt_lib.ensure_writable(workdir)
+    ckpt_lib.ensure_writable(workdir, create=False)
     _check_resume_config(workdir, cfg)
     timer = metrics_lib.PhaseTimer()
     with timer("data_load"):
         train_arrays, eval_arrays = data_lib.load(cfg, workdir, s["tok_cfg"], s["rules"])
         loader = data_lib.Loader(train_arrays, tcfg["batch_size"], mesh, cfg["data"]["shuffle_seed"])
+    ckpt_lib.ensure_writable(workdir)  # only now: a run that fails validation leaves no workdir
     _write_config(workdir, cfg)
     logging.info("mesh %s; model %s; %d train / %d eval examples, seq_len %d", mesh_lib.describe(mesh),
                  s["model_cfg"], loader.size, len(eval_arrays["tokens"]), seq_len)
@@ -171,9 +180,11 @@ def train_and_evaluate(config, workdir: str) -> dict[str, float]:
     loss_cfg = {k: tcfg[k] for k in ("policy_weight", "value_weight", "value_loss")}
     train_step = steps.jit_train_step(graphdef, tx, loss_cfg, shardings, mesh)
     eval_step = steps.jit_eval_step(graphdef, loss_cfg, shardings["params"], mesh)
-    with timer("compile"):
-        compiled = train_step.lower(state, loader.batch(update * accum)).compile()
-    if jax.process_index() == 0:  # once per start: what the step needs per device
+    compiled = None
+    if update < total:
+        with timer("compile"):
+            compiled = train_step.lower(state, loader.batch(update * accum)).compile()
+    if jax.process_index() == 0 and compiled is not None:  # once per start: memory per device
         mem = compiled.memory_analysis()
         logging.info("compiled train step memory: %s", mem)
         print(f"[train] compiled train step memory stats: {mem}", flush=True)
@@ -187,13 +198,6 @@ def train_and_evaluate(config, workdir: str) -> dict[str, float]:
     acc, n_acc, t_log, u_log = None, 0, time.perf_counter(), update
     final: dict[str, float] = dict(prior.get("metrics", {}))
     profiling, status = False, "completed"
-
-    def record(final_metrics):
-        wall = prior["wall_time_s"] + time.time() - t_start
-        return run_record.write_run_record(
-            workdir, name=cfg["name"], config=cfg, param_counts=counts,
-            flops_per_token=flops_per_token, tokens=update * tokens_per_update, steps=update,
-            final_metrics=final_metrics, wall_time_s=wall, extra={"seq_len": seq_len})
 
     def perf(update: int, u_log: int, dt: float, phases: dict[str, float]) -> dict[str, float]:
         """Throughput over the updates since the last log, eval/checkpoint time excluded."""
@@ -214,7 +218,11 @@ def train_and_evaluate(config, workdir: str) -> dict[str, float]:
                     "wall_time_s": prior["wall_time_s"] + time.time() - t_start}
             ckpt.save(update, state, meta)
 
-    with ckpt_lib.PreemptionGuard() as guard:
+    try:
+        if update == 0 and eval_arrays["tokens"].shape[0]:  # the untrained baseline, at step 0
+            with timer("eval"):
+                writer.write(0, evaluate(eval_step, state["params"], eval_arrays,
+                                         tcfg["batch_size"], mesh, cfg["data"]["eval_batches"]))
         while update < total:
             if cfg["profile_steps"] > 0 and update == cfg["profile_start"] and writer.enabled:
                 jax.profiler.start_trace(os.path.join(workdir, "profile"))
@@ -233,9 +241,9 @@ def train_and_evaluate(config, workdir: str) -> dict[str, float]:
                 jax.profiler.stop_trace()
                 profiling = False
             last = update == total
-            due_save = ckpt.should_save(update) or last or guard.requested or \
-                ckpt.reached_preemption(update)
-            if update % tcfg["log_every"] == 0 or last or due_save:
+            preempt = guard.requested or ckpt.reached_preemption(update)
+            due_save = ckpt.should_save(update) or last or preempt
+            if update % tcfg["log_every"] == 0 or update == 1 or last or due_save:
                 with timer("log"):
                     host = {f"train/{k}": float(v) / n_acc for k, v in jax.device_get(acc).items()}
                     _finite_or_raise(host, update, ckpt)
@@ -251,19 +259,24 @@ def train_and_evaluate(config, workdir: str) -> dict[str, float]:
                 final.update(ev)
             if due_save:
                 save()
-            if guard.requested or ckpt.reached_preemption(update):
+            if preempt:
                 status = "preempted"
                 logging.warning("preemption signal: saved update %d; exiting cleanly", update)
                 break
-    if profiling:
-        jax.profiler.stop_trace()
-    if update == total and ckpt.latest_step() != total:
-        save()  # e.g. a resumed run that had already finished training
-    ckpt.close()
-    writer.close()
+        if update == total and ckpt.latest_step() != total:
+            save()  # e.g. a resumed run that had already finished training
+    finally:  # also on errors: finish pending saves, flush the logs
+        if profiling:
+            jax.profiler.stop_trace()
+        ckpt.close()
+        writer.close()
     keep = ("train/loss", "train/policy_loss", "train/value_loss", "train/policy_acc",
             "train/value_acc", "eval/loss", "eval/policy_loss", "eval/value_loss",
             "eval/policy_acc", "eval/value_acc")
     final_metrics = {k: final[k] for k in keep if k in final}
-    record(final_metrics)
+    run_record.write_run_record(
+        workdir, name=cfg["name"], config=cfg, param_counts=counts,
+        flops_per_token=flops_per_token, tokens=update * tokens_per_update, steps=update,
+        final_metrics=final_metrics, wall_time_s=prior["wall_time_s"] + time.time() - t_start,
+        extra={"seq_len": seq_len, "status": status, "mode": "supervised"})
     return {**final_metrics, "status": status, "update": update}

@@ -6,7 +6,9 @@ Field meanings, with "0" or "" meaning "derive it":
 
 - ``mode``: generate_data | supervised | eval | search_and_learn | ttt | grpo | compare.
 - ``data``: the supervised TFDS dataset (``search.datasets``). ``data_dir=""`` is
-  ``<workdir>/../data``; ``name=""`` is derived from class, size and seed.
+  ``<workdir>/../data``; ``name=""`` is derived from class, size and seed; ``n_max=0`` keeps the
+  class's slot count (``Rules.n_max``), a smaller value (>= the class's largest n) gives shorter
+  token sequences; ``eval_batches=0`` evaluates the whole eval split.
 - ``tokenizer``: ``nnx_models.tokenizer.TokenizerConfig`` fields except ``n_max`` (taken from the
   problem class's rules so model, tokenizer and game always agree).
 - ``model``: ``preset`` (``smollm2_135m`` | ``smollm2_360m`` | ``smollm2_1p7b``) or ``depth`` plus
@@ -79,8 +81,8 @@ def base_config() -> ml_collections.ConfigDict:
     c.profile_start = 3
 
     c.data = ml_collections.ConfigDict(dict(
-        data_dir="", name="", problem_class="g24", num_problems=200, eval_num_problems=50,
-        seed=0, shuffle_seed=0, eval_batches=4, generate_if_missing=True))
+        data_dir="", name="", problem_class="g24", n_max=0, num_problems=200,
+        eval_num_problems=50, seed=0, shuffle_seed=0, eval_batches=4, generate_if_missing=True))
     c.tokenizer = ml_collections.ConfigDict(dict(
         number_encoding="digits", max_digits=3, whole_max=100))
     c.model = ml_collections.ConfigDict(dict(
