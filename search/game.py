@@ -206,7 +206,7 @@ def _reduce(num, den, rules: Rules):
     sign = jnp.where(den < 0, -1, 1)
     num, den = num * sign, den * sign
     g = jnp.maximum(_gcd(num, den), 1)
-    num, den = num // g, den // g
+    num, den = jax.lax.div(num, g), jax.lax.div(den, g)  # exact: truncation is cheaper than //
     ok = nonzero_den & (jnp.abs(num) <= rules.max_abs) & (den <= rules.max_abs)
     if not rules.fractions:
         ok &= (den == 1) & (num > 0)
