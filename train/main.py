@@ -9,6 +9,8 @@ search_and_learn | ttt | grpo | compare. The work happens in importable function
 (``train.supervised.train_and_evaluate(config, workdir)``) that notebooks and tests call too.
 Configs are locked: a misspelt ``--config.x.y`` override is an error. Bad input exits with
 status 2 and a one-line message naming the field (``--traceback`` shows the full stack).
+Multi-host: ``--multihost`` plus ``--coordinator_address/--num_processes/--process_id`` (or
+auto-detection on SLURM / Cloud TPU); see ``launch/multihost.py`` and ``launch/README.md``.
 """
 
 import sys
@@ -16,6 +18,7 @@ import sys
 from absl import app, flags, logging
 from ml_collections import config_flags
 
+from launch import multihost  # defines --multihost & co.; imports no jax devices
 from train.configs.common import MODES
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Config file (train/configs/*.py[:arg]).",
@@ -23,6 +26,7 @@ _CONFIG = config_flags.DEFINE_config_file("config", None, "Config file (train/co
 _WORKDIR = flags.DEFINE_string("workdir", None, "Run directory (checkpoints, metrics, run.json).")
 _MODE = flags.DEFINE_enum("mode", None, MODES, "What to run; defaults to config.mode.")
 _TRACEBACK = flags.DEFINE_bool("traceback", False, "Show the full stack on bad-input errors.")
+_RUNS = flags.DEFINE_list("runs", [], "--mode=compare: run directories to compare.")
 flags.mark_flags_as_required(["config", "workdir"])
 
 
@@ -40,8 +44,17 @@ def run(mode: str, config, workdir: str) -> object:
         from train import supervised
 
         return supervised.evaluate_checkpoint(config, workdir)
-    raise NotImplementedError(f"--mode={mode} is not implemented yet; implemented modes: "
-                              "generate_data, supervised, eval.")
+    if mode == "search_and_learn":
+        from train import search_and_learn
+
+        return search_and_learn.train_and_evaluate(config, workdir)
+    if mode in ("ttt", "grpo", "compare"):
+        import importlib
+
+        module = importlib.import_module(f"train.{mode}")
+        return module.main(config, workdir, runs=_RUNS.value) if mode == "compare" else \
+            module.main(config, workdir)
+    raise NotImplementedError(f"--mode={mode} is not implemented.")
 
 
 def main(argv: list[str]) -> None:
@@ -51,6 +64,7 @@ def main(argv: list[str]) -> None:
     if mode not in MODES:
         raise app.UsageError(f"config.mode={mode!r} is unknown; allowed {MODES}.")
     try:
+        multihost.initialize_from_flags()  # before anything touches jax devices
         result = run(mode, _CONFIG.value, _WORKDIR.value)
     except (ValueError, FileNotFoundError, NotImplementedError, FloatingPointError) as e:
         if _TRACEBACK.value:
