@@ -176,9 +176,13 @@ def _isoflop_points(log_n, loss, groups, budgets, method: str, warn: bool):
 
 
 def fit_isoflops(params, flops, loss, *, method: str = "parabola", flops_per_param_token=6.0,
-                 budget_rtol: float = 0.05, bootstrap: int = 200, level: float = 0.95,
-                 seed: int = 0) -> IsoFlopFit:
+                 tokens=None, budget_rtol: float = 0.05, bootstrap: int = 200,
+                 level: float = 0.95, seed: int = 0) -> IsoFlopFit:
     """Chinchilla approach 2 on runs (N, C, L); see the module docstring.
+
+    ``tokens`` (the runs' recorded D), when given, replaces D_opt = C / (k N_opt) by the budget's
+    own N -> D relation (a line in log-log through its runs, read at N_opt): recorded C includes
+    attention FLOPs, so C / 6N overstates D for small models.
 
     Bootstrap: within every budget the runs are resampled with replacement (redrawn until a
     replicate has >= 3 distinct sizes, which the parabola needs), the fit is repeated, and
@@ -199,8 +203,18 @@ def fit_isoflops(params, flops, loss, *, method: str = "parabola", flops_per_par
     if ok.sum() < 2:
         raise ValueError(f"only {int(ok.sum())} budget(s) gave an optimum (budgets: "
                          f"{', '.join(f'{b:.3g}' for b in budgets)}); power laws need >= 2.")
+    if tokens is None:
+        to_d = lambda log_n_opt, keep: budgets[keep] / (flops_per_param_token * 10**log_n_opt)
+    else:
+        log_d = np.log10(as_positive("tokens", tokens, n.size))
+        if log_d.size != n.size:
+            raise ValueError(f"tokens has {log_d.size} values for {n.size} runs.")
+        lines = np.array([np.polyfit(log_n[i], log_d[i], 1) if np.unique(log_n[i]).size > 1
+                          else (np.nan, np.nan) for i in groups])  # [K, 2]
+        to_d = lambda log_n_opt, keep: 10 ** (lines[keep, 0] * log_n_opt + lines[keep, 1])
     n_opt = 10**v
-    d_opt = budgets / (flops_per_param_token * n_opt)
+    d_opt = np.full(v.shape, np.nan)
+    d_opt[ok] = to_d(v[ok], ok)
     rng = np.random.default_rng(seed)
     samples = []
     for _ in range(bootstrap):
@@ -215,9 +229,8 @@ def fit_isoflops(params, flops, loss, *, method: str = "parabola", flops_per_par
         bv = _isoflop_points(log_n, lo, boot, budgets, method, warn=False)[0]
         keep = np.isfinite(bv) & ok
         if keep.sum() >= 2:
-            bn = 10 ** bv[keep]
-            d_boot = budgets[keep] / (flops_per_param_token * bn)
-            samples.append(_line_log10(budgets[keep], bn) + _line_log10(budgets[keep], d_boot))
+            samples.append(_line_log10(budgets[keep], 10 ** bv[keep])
+                           + _line_log10(budgets[keep], to_d(bv[keep], keep)))
     s = np.array(samples).reshape(-1, 4)
     return IsoFlopFit(
         method="parabola" if method == "parabola" else "lowest (biased)",

@@ -96,7 +96,7 @@ def fit_all(recs: list[dict], opts: ReportOptions = ReportOptions()) -> tuple[di
     for method, key in (("parabola", "approach2"), ("lowest", "approach2_lowest_biased")):
         def a2(method=method, key=key):
             f = fit.fit_isoflops(table.params, table.flops, table.loss, method=method,
-                                 flops_per_param_token=opts.flops_per_param_token,
+                                 tokens=table.tokens,
                                  budget_rtol=opts.budget_rtol, **common)
             objs[key] = f
             return {"method": f.method, "budgets": f.budgets, "n_opt": f.n_opt, "d_opt": f.d_opt,

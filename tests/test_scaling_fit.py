@@ -118,6 +118,10 @@ def test_approach3_recovers_synthetic_truth_within_its_ci():
 def test_approach2_recovers_synthetic_exponents():
     n, c, _, loss = _synthetic_isoflop(noise=0.002)
     res = fit.fit_isoflops(n, c, loss, bootstrap=100)
+    # recorded tokens (here C = 7ND, as if attention cost 1/6 more) override D_opt = C / 6N
+    with_d = fit.fit_isoflops(n, c, loss, tokens=c / (7 * n), bootstrap=0)
+    np.testing.assert_allclose(with_d.d_opt, res.budgets / (7 * res.n_opt), rtol=1e-9)
+    np.testing.assert_allclose(res.d_opt, res.budgets / (6 * res.n_opt), rtol=1e-9)
     a_true = TRUTH["beta"] / (TRUTH["alpha"] + TRUTH["beta"])  # Hoffmann eq. 4
     lo, hi = res.n_law.exponent_ci
     assert lo <= a_true <= hi and hi - lo < 0.1
