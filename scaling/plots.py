@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 from matplotlib.figure import Figure
 
-from scaling.fit import IsoFlopFit, ParametricFit
+from scaling.fit import IsoFlopFit, ParametricFit, group_budgets
 from scaling.fit_inference import FrontierFit, SolveRateFit
 from scaling.records import RunTable, SearchCurve
 
@@ -28,8 +28,6 @@ def _colors(k: int):
 
 def isoflop_curves(table: RunTable, fit2: IsoFlopFit, path: str, budget_rtol: float = 0.05) -> str:
     """Loss vs N per budget, with each budget's parabola and its vertex."""
-    from scaling.fit import group_budgets
-
     per_run, _ = group_budgets(table.flops, budget_rtol)
     fig = Figure(figsize=(6.4, 4.4))
     ax = fig.add_subplot()
