@@ -14,6 +14,7 @@ FLOPs per problem = evaluations x ``flops_per_eval`` (the caller's forward FLOPs
 from __future__ import annotations
 
 import collections
+import functools
 import itertools
 from fractions import Fraction
 
@@ -77,7 +78,7 @@ class Result:
     solved: jax.Array  # bool[B]; a solution was found (sampling: pass@k)
     actions: jax.Array  # int32[B, D]; that solution from the initial state, -1 padded
     evals: jax.Array  # int32[B]; network evaluations (states examined) spent on the problem
-    majority: jax.Array  # bool[B]; sampling: the majority-vote final value is the target; else solved
+    majority: jax.Array  # bool[B]; sampling: the majority final value is the target; else solved
 
 
 def _flat_eval(params, st: game.State, evaluate: Evaluate, lead: tuple[int, ...]):
@@ -116,6 +117,16 @@ def _first_solution(solved, paths, found, sol):
     return found | take, jnp.where(take[:, None], new, sol)
 
 
+def _merge_k_e(x):
+    """[B, K, E, ...] -> [B, K*E, ...]."""
+    return x.reshape((x.shape[0], -1) + x.shape[3:])
+
+
+def _take_rows(x, idx):
+    """Rows ``idx`` [B, K] of axis 1 of x [B, M, ...]."""
+    return jnp.take_along_axis(x, idx.reshape(idx.shape + (1,) * (x.ndim - 2)), 1)
+
+
 # ----------------------------------------------------------------------------- value-guided
 
 
@@ -145,10 +156,9 @@ def value_beam(params, keys_B, state: game.State, evaluate: Evaluate, rules: gam
         evals += jnp.where(found, 0, ok.sum((1, 2))).astype(jnp.int32)  # stop at a solution
         found, sol = _first_solution(solved.reshape(b, -1), kid_paths, found, sol)
         top_s, idx = jax.lax.top_k(score, beam)
-        flat = lambda x: x.reshape((b, beam * e) + x.shape[3:])  # [B, K, E, ...] -> [B, K*E, ...]
-        pick = lambda x: jnp.take_along_axis(x, idx.reshape((b, beam) + (1,) * (x.ndim - 2)), 1)
-        st = jax.tree.map(lambda x: pick(flat(x)), kids)
-        lg, paths = pick(flat(kid_logits)), pick(kid_paths)
+        take = functools.partial(_take_rows, idx=idx)
+        st = jax.tree.map(lambda x: take(_merge_k_e(x)), kids)  # noqa: B023 (used at once)
+        lg, paths = take(_merge_k_e(kid_logits)), take(kid_paths)
         valid = top_s > -jnp.inf
     return Result(solved=found, actions=sol.astype(jnp.int32), evals=evals, majority=found)
 
@@ -267,7 +277,8 @@ def pass_and_majority(r: Rollouts) -> Result:
 def sample(params, keys_B, state: game.State, evaluate: Evaluate, rules: game.Rules, k: int,
            temperature: float = 1.0) -> Result:
     """Policy-only sampling: pass@k and majority over k rollouts."""
-    return pass_and_majority(sample_rollouts(params, keys_B, state, evaluate, rules, k, temperature))
+    rollouts = sample_rollouts(params, keys_B, state, evaluate, rules, k, temperature)
+    return pass_and_majority(rollouts)
 
 
 # ----------------------------------------------------------------------------- exhaustive

@@ -177,8 +177,8 @@ def _batched_fn(method: str, budget: int, net: Network, rules: game.Rules, o: Sw
                    gumbel_scale=0.0))
         return mcts.make_episode_runner(ev, rules, cfg, mesh)
     fn = {"beam": lambda p, k, s: baselines.value_beam(p, k, s, ev, rules, budget, o.beam_expand),
-          "dfs": lambda p, k, s: baselines.value_dfs(p, k, s, ev, rules, o.dfs_expand,
-                                                     o.dfs_threshold, (budget + 1) * (rules.n_max - 1)),
+          "dfs": lambda p, k, s: baselines.value_dfs(
+              p, k, s, ev, rules, o.dfs_expand, o.dfs_threshold, (budget + 1) * (rules.n_max - 1)),
           "sample": lambda p, k, s: baselines.sample(p, k, s, ev, rules, budget,
                                                      o.sample_temperature)}[method]
     return mcts.make_batched(fn, rules, mesh)
@@ -253,7 +253,8 @@ def run_sweep(split: str, probs: Sequence[problems.Problem], rules: game.Rules, 
                     split=split, method=variant, network=net.name, simulations=budget,
                     evals_per_problem=evals,
                     search_flops_per_problem=0.0 if method in FREE_METHODS else evals * flops,
-                    solve_rate=solved / max(len(rows), 1), solve_rate_ci=list(wilson_ci(solved, len(rows))),
+                    solve_rate=solved / max(len(rows), 1),
+                    solve_rate_ci=list(wilson_ci(solved, len(rows))),
                     solve_rate_ci_clopper_pearson=list(clopper_pearson_ci(solved, len(rows))),
                     num_problems=len(rows), wall_time_s=wall))
                 records += [dict(split=split, method=variant, simulations=budget,
@@ -275,7 +276,8 @@ def markdown(entries: Sequence[dict]) -> str:
     lines = []
     for split in dict.fromkeys(e["split"] for e in entries):
         lines += [f"### {split}", "", "| method | budget | solve rate | 95% CI (Wilson) | "
-                  "evals / problem | search FLOPs / problem | wall s |", "|---|---:|---:|---|---:|---:|---:|"]
+                  "evals / problem | search FLOPs / problem | wall s |",
+                  "|---|---:|---:|---|---:|---:|---:|"]
         for e in (e for e in entries if e["split"] == split):
             lo, hi = e["solve_rate_ci"]
             lines.append(f"| {e['method']} | {e['simulations']} | {e['solve_rate']:.3f} | "
@@ -296,7 +298,8 @@ def plot(entries: Sequence[dict], split: str, path: str) -> None:
     for ax, key, label in ((axes[0], "evals_per_problem", "evaluations / problem"),
                            (axes[1], "search_flops_per_problem", "search FLOPs / problem")):
         for method in dict.fromkeys(e["method"] for e in entries if e["split"] == split):
-            es = [e for e in entries if e["split"] == split and e["method"] == method and e[key] > 0]
+            es = [e for e in entries
+                  if e["split"] == split and e["method"] == method and e[key] > 0]
             if not es:
                 continue
             x, y = [e[key] for e in es], [e["solve_rate"] for e in es]
@@ -370,9 +373,9 @@ def main(argv: Sequence[str]) -> None:
                         beam_expand=f.beam_expand, dfs_expand=f.dfs_expand,
                         dfs_threshold=f.dfs_threshold, sample_temperature=f.sample_temperature)
     mesh = jax.make_mesh((jax.device_count(),), ("data",)) if jax.device_count() > 1 else None
-    out = evaluate_run(f.workdir, load_network(f.model, f.seed), [s for s in f.splits.split(",") if s],
-                       [m for m in f.methods.split(",") if m], _ints(f.budgets, "budgets"),
-                       f.csv, f.n_max, opts, mesh)
+    splits, methods = [s for s in f.splits.split(",") if s], [m for m in f.methods.split(",") if m]
+    out = evaluate_run(f.workdir, load_network(f.model, f.seed), splits, methods,
+                       _ints(f.budgets, "budgets"), f.csv, f.n_max, opts, mesh)
     print(markdown(out["entries"]))
     print(f"[search.eval] wrote {out['out_dir']}")
 
@@ -381,7 +384,8 @@ def _ints(value: str, field: str) -> list[int]:
     try:
         return [int(x) for x in value.split(",") if x.strip()]
     except ValueError:
-        raise ValueError(f"--{field}={value!r} is not a comma-separated list of integers.") from None
+        raise ValueError(f"--{field}={value!r} is not a comma-separated list of "
+                         "integers.") from None
 
 
 def _define_flags() -> None:

@@ -60,8 +60,8 @@ class SearchConfig:
             raise ValueError(f"SearchConfig.policy={self.policy!r} is unknown; allowed {POLICIES}.")
         if self.num_simulations < 1:
             raise ValueError(
-                f"SearchConfig.num_simulations={self.num_simulations} is out of range; allowed >= 1 "
-                "(one simulation already expands one child of the root).")
+                f"SearchConfig.num_simulations={self.num_simulations} is out of range; allowed "
+                ">= 1 (one simulation already expands one child of the root).")
         if self.max_num_considered_actions < 1:
             raise ValueError(f"SearchConfig.max_num_considered_actions="
                              f"{self.max_num_considered_actions} is out of range; allowed >= 1.")
@@ -172,16 +172,19 @@ def tree_solution(tree: mctx.Tree, rules: game.Rules) -> tuple[jax.Array, jax.Ar
     rev, steps_B = [], jnp.zeros_like(node_B)
     for _ in range(depth):  # walk to the root; a path is never longer than n_max - 1 moves
         at_root = node_B == mctx.Tree.ROOT_INDEX
-        take = lambda x: jnp.take_along_axis(x, node_B[:, None], axis=-1)[:, 0]
-        rev.append(jnp.where(at_root, -1, take(tree.action_from_parent)))
+        rev.append(jnp.where(at_root, -1, _at(tree.action_from_parent, node_B)))
         steps_B += (~at_root).astype(jnp.int32)
-        node_B = jnp.where(at_root, node_B, take(tree.parents))
+        node_B = jnp.where(at_root, node_B, _at(tree.parents, node_B))
     rev_BxD = jnp.stack(rev, axis=-1)
     k = jnp.arange(depth)
     idx_BxD = jnp.clip(steps_B[:, None] - 1 - k, 0, depth - 1)
     path_BxD = jnp.where(k < steps_B[:, None], jnp.take_along_axis(rev_BxD, idx_BxD, -1), -1)
     found_B &= steps_B > 0  # a solved root is not a found solution
     return found_B, jnp.where(found_B[:, None], path_BxD, -1).astype(jnp.int32)
+
+
+def _at(x_BxN, node_B):
+    return jnp.take_along_axis(x_BxN, node_B[:, None], axis=-1)[:, 0]
 
 
 def initial_problems(state: game.State) -> list[tuple[list, Any]]:
@@ -214,8 +217,8 @@ def shard_batch(fn: Callable, mesh: Mesh | None) -> Callable:
     """Wrap ``fn(params, keys_B, state_B) -> pytree with leading B`` for a device mesh.
 
     The batch is split over ALL mesh axes (pure data parallelism; parameters are replicated). It
-    is padded (repeating the last row) to a multiple of ``mesh.size`` and the padding sliced off, so any
-    batch size works. ``mesh=None`` returns ``fn`` (default device).
+    is padded (repeating the last row) to a multiple of ``mesh.size`` and the padding sliced off,
+    so any batch size works. ``mesh=None`` returns ``fn`` (default device).
     """
     if mesh is None:
         return fn

@@ -10,9 +10,8 @@ import jax
 import numpy as np
 import pytest
 
-from search import baselines, game
+from search import baselines, game, problems
 from search import eval as ev
-from search import problems
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -102,7 +101,8 @@ def test_exhaustive_budget_monotone():
 def test_outputs_and_run_record(sweep):
     workdir, out = sweep
     files = sorted(os.listdir(out["out_dir"]))
-    assert files == ["per_problem.jsonl", "results.json", "results.md", "solve_rate_g24_test_12.png"]
+    assert files == ["per_problem.jsonl", "results.json", "results.md",
+                     "solve_rate_g24_test_12.png"]
     record = json.load(open(workdir / "run.json"))
     assert record["search_evals"][0] == {"split": "old"}  # appended, not replaced
     new = record["search_evals"][1:]

@@ -67,7 +67,8 @@ def test_recurrent_fn_semantics(mlp):
     st = game.new_state([[8, 3], [8, 3], [8, 3], [2, 3, 4], [2, 3, 4]], [24] * 5, RULES)
     # 8*3 solves; 8+3 ends unsolved; pair (0,2) is dead (illegal); 2+3 and 3*4 continue.
     act = jnp.array([1, 0, 6, 0, game.encode_action(1, 2, 1, 4)])
-    out, child = jax.jit(lambda s, a: mcts.recurrent_fn(params, None, a, s, evaluate, RULES))(st, act)
+    rec = jax.jit(lambda s, a: mcts.recurrent_fn(params, None, a, s, evaluate, RULES))
+    out, child = rec(st, act)
     np.testing.assert_array_equal(out.reward, [1, 0, 0, 0, 0])
     np.testing.assert_array_equal(out.discount, [0, 0, 0, 1, 1])
     _, net_value = evaluate(params, child)
@@ -158,7 +159,8 @@ def episodes(mlp, state):
 def test_episode_invariants(episodes):
     ep, _, _, cfg = episodes
     T = RULES.n_max - 1
-    assert ep.actions.shape == (len(PROBLEMS), T) and ep.action_weights.shape == (len(PROBLEMS), T, A)
+    assert ep.actions.shape == (len(PROBLEMS), T)
+    assert ep.action_weights.shape == (len(PROBLEMS), T, A)
     for b, (numbers, target) in enumerate(PROBLEMS):
         n = len(numbers)
         np.testing.assert_array_equal(ep.active[b], np.arange(T) < n - 1)
@@ -170,7 +172,7 @@ def test_episode_invariants(episodes):
         assert rep.solved == bool(ep.solved[b])
         assert ep.num_evals[b] == (n - 1) * (cfg.num_simulations + 1)
         for t in range(n - 1):
-            st = jax.tree.map(lambda x: x[b, t][None], ep.states)
+            st = jax.tree.map(lambda x, b=b, t=t: x[b, t][None], ep.states)
             np.testing.assert_array_equal(game.legal_mask(st, RULES)[0], ep.legal[b, t])
             assert ep.legal[b, t, ep.actions[b, t]]
             assert ep.action_weights[b, t].sum() == pytest.approx(1.0, abs=1e-5)
