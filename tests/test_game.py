@@ -1,5 +1,6 @@
 """search/game.py against an independent pure-Python Fraction reference written here."""
 
+import functools
 import math
 from fractions import Fraction
 
@@ -12,6 +13,11 @@ from fraction_ref import ref_op
 from search import game
 
 # ----------------------------------------------------------------------------- reference
+
+
+@functools.cache
+def _jit(fn):
+    return jax.jit(fn, static_argnames="rules")  # eager while_loops are slow; compile once
 
 
 class Ref:
@@ -210,9 +216,10 @@ def test_vmap_and_batch_axes_agree():
     ):
         assert np.array_equal(np.asarray(a), np.asarray(b).reshape(a.shape))
         assert np.array_equal(np.asarray(a), np.asarray(c))
-    m2 = game.legal_mask(as_2d, rules)
+    legal = jax.jit(game.legal_mask, static_argnums=1)
+    m2 = legal(as_2d, rules)
     assert m2.shape == (3, 4, rules.num_actions)
-    assert np.array_equal(np.asarray(m2).reshape(12, -1), np.asarray(game.legal_mask(state, rules)))
+    assert np.array_equal(np.asarray(m2).reshape(12, -1), np.asarray(legal(state, rules)))
 
 
 def test_actions_roundtrip_and_table():
@@ -237,30 +244,32 @@ def test_render_and_replay_classic():
     rep = game.replay([8, 3, 8, 3], 24, sol, rules)
     assert rep.solved and rep.expressions == ("(8/(3-(8/3)))",)
     state = game.new_state([[8, 3, 8, 3]], [24], rules)
+    step, solved = jax.jit(game.step, static_argnums=2), jax.jit(game.is_solved, static_argnums=1)
     assert game.render(state) == "[8, 3, 8, 3] -> 24"
     for a in sol[:2]:
-        state = game.step(state, jnp.array([a]), rules)
+        state = step(state, jnp.array([a]), rules)
     assert game.render(state) == "[8, 1/3] -> 24"
-    state = game.step(state, jnp.array([sol[2]]), rules)
-    assert game.render(state) == "[24] -> 24" and bool(game.is_solved(state, rules)[0])
-    state = game.step(state, jnp.array([0]), rules)
-    assert game.render(state) == "[24] -> 24 (failed)" and not bool(game.is_solved(state, rules)[0])
+    state = step(state, jnp.array([sol[2]]), rules)
+    assert game.render(state) == "[24] -> 24" and bool(solved(state, rules)[0])
+    state = step(state, jnp.array([0]), rules)
+    assert game.render(state) == "[24] -> 24 (failed)" and not bool(solved(state, rules)[0])
 
 
 def test_subset_rule_ends_episode_when_target_appears():
     rules = game.Rules(n_max=4, use_all=False)
     state = game.new_state([[24, 1, 2]], [24], rules)
-    assert bool(game.is_solved(state, rules)[0]) and bool(game.is_terminal(state, rules)[0])
-    assert not np.asarray(game.legal_mask(state, rules)).any()
+    assert bool(_jit(game.is_solved)(state, rules)[0])
+    assert bool(_jit(game.is_terminal)(state, rules)[0])
+    assert not np.asarray(_jit(game.legal_mask)(state, rules)).any()
     a = game.encode_action(1, 2, 0, 4)
-    assert bool(game.step(state, jnp.array([a]), rules).failed[0])
+    assert bool(_jit(game.step)(state, jnp.array([a]), rules).failed[0])
     assert not game.replay([24, 1, 2], 24, [a], rules).legal  # replay agrees with the engine
 
 
 def test_out_of_range_actions_fail():
     rules = game.Rules(n_max=4)
     state = game.new_state([[1, 2, 3, 4]] * 3, [24] * 3, rules)
-    out = game.step(state, jnp.array([-1, rules.num_actions, 0]), rules)
+    out = _jit(game.step)(state, jnp.array([-1, rules.num_actions, 0]), rules)
     assert np.asarray(out.failed).tolist() == [True, True, False]
     assert np.array_equal(np.asarray(out.num[:2]), np.asarray(state.num[:2]))
 
