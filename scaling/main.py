@@ -34,6 +34,8 @@ _LEVEL = flags.DEFINE_float("ci", 0.95, "Confidence level of the intervals.", lo
                             upper_bound=0.999)
 _RTOL = flags.DEFINE_float("budget_rtol", 0.05, "Runs within this relative FLOPs share a budget.",
                            lower_bound=0.0)
+_AXIS = flags.DEFINE_enum("compute", "flops", ["flops", "evals", "simulations"],
+                          "Search compute axis of the solve-rate curves and the frontier.")
 _SKIP = flags.DEFINE_bool("skip_invalid", False, "Warn about and skip invalid records.")
 _SEED = flags.DEFINE_integer("seed", 0, "Bootstrap seed.")
 _DEPTHS = flags.DEFINE_list("suggest_depths", [], "Candidate depths: suggest depth, batch and "
@@ -56,7 +58,7 @@ def main(argv: list[str]) -> int:
         loss_key=_LOSS_KEY.value, split=_SPLIT.value, method=_METHOD.value,
         thresholds=_numbers("thresholds", _THRESHOLDS.value),
         target_flops=_numbers("target_flops", _TARGETS.value), bootstrap=_BOOTSTRAP.value,
-        level=_LEVEL.value, budget_rtol=_RTOL.value, seed=_SEED.value,
+        level=_LEVEL.value, budget_rtol=_RTOL.value, seed=_SEED.value, compute_axis=_AXIS.value,
         suggest_depths=_numbers("suggest_depths", _DEPTHS.value, int), seq_len=_SEQ_LEN.value)
     try:
         recs = records.load_records(_RUNS.value, skip_invalid=_SKIP.value)

@@ -97,19 +97,20 @@ def solve_rate_vs_search(curves: list[SearchCurve], fits: list[SolveRateFit | No
     order = np.argsort([c.train_flops for c in curves], kind="stable")
     for color, i in zip(_colors(len(curves)), order, strict=True):
         cur, f = curves[i], fits[i]
-        ax.scatter(cur.search_flops, cur.solve_rate, color=color, s=16,
+        ax.scatter(cur.compute, cur.solve_rate, color=color, s=16,
                    label=f"{cur.name} (N={cur.params:.2g})")
         if f is not None:
-            x = np.logspace(np.log10(cur.search_flops.min()) - 0.3,
-                            np.log10(cur.search_flops.max()) + 0.3, 80)
+            x = np.logspace(np.log10(cur.compute.min()) - 0.3,
+                            np.log10(cur.compute.max()) + 0.3, 80)
             ax.plot(x, f(x), color=color, lw=1)
-    ax.set(xscale="log", ylim=(-0.02, 1.02), xlabel="search FLOPs per problem",
+    axis = curves[0].compute_axis if curves else "flops"
+    ax.set(xscale="log", ylim=(-0.02, 1.02), xlabel=f"search {axis} per problem",
            ylabel="solve rate", title="solve rate vs search compute (logistic in log compute)")
     ax.legend(fontsize=6, ncol=2)
     return _save(fig, path)
 
 
-def frontier(fit: FrontierFit, path: str) -> str:
+def frontier(fit: FrontierFit, path: str, axis: str = "flops") -> str:
     """Least search compute reaching each threshold vs training compute, with the fitted planes."""
     fig = Figure(figsize=(6.4, 4.4))
     ax = fig.add_subplot()
@@ -121,6 +122,7 @@ def frontier(fit: FrontierFit, path: str) -> str:
         grid = np.logspace(np.log10(x.min()) - 0.2, np.log10(x.max()) + 0.2, 20)
         ax.plot(grid, [fit.test_compute(g, tau) for g in grid], color=color, lw=1)
     ax.set(xscale="log", yscale="log", xlabel="training compute (FLOPs)",
-           ylabel="search FLOPs per problem", title=f"train/test trade-off: slope m = {fit.m:.2f}")
+           ylabel=f"search {axis} per problem",
+           title=f"train/test trade-off: slope m = {fit.m:.2f}")
     ax.legend(fontsize=7)
     return _save(fig, path)

@@ -24,6 +24,8 @@ REQUIRED_KEYS = ("name", "config", "params", "params_total", "params_embedding",
                  "flops_per_token", "train_flops", "tokens", "steps", "final_metrics",
                  "search_evals", "wall_time_s", "device_kind", "device_count", "git_commit")
 POSITIVE_KEYS = ("params", "params_total", "flops_per_token", "train_flops", "tokens", "steps")
+COMPUTE_KEYS = {"flops": "search_flops_per_problem", "evals": "evals_per_problem",
+                "simulations": "simulations"}  # axis name -> search_evals field
 SEARCH_KEYS = ("split", "method", "simulations", "evals_per_problem", "search_flops_per_problem",
                "solve_rate", "num_problems")
 
@@ -127,37 +129,48 @@ def to_table(records: list[dict], loss_key: str = "eval/loss") -> RunTable:
 
 @dataclasses.dataclass(frozen=True)
 class SearchCurve:
-    """Solve rate vs search compute of one run on one (split, method), sorted by compute."""
+    """Solve rate vs search compute of one run on one (split, method), sorted by compute.
+
+    compute: per-problem search compute on the chosen axis (``compute_axis``: a COMPUTE_KEYS key).
+    """
 
     name: str
     params: float
     train_flops: float
     split: str
     method: str
-    search_flops: np.ndarray  # per problem
+    compute_axis: str
+    compute: np.ndarray
     simulations: np.ndarray
     solve_rate: np.ndarray
     num_problems: np.ndarray
 
 
-def usable(ev: dict) -> bool:
-    """A search eval that can sit on a log-compute axis: > 0 FLOPs and >= 1 problem."""
-    return ev["search_flops_per_problem"] > 0 and ev["num_problems"] > 0
+def usable(ev: dict, compute_axis: str = "flops") -> bool:
+    """A search eval that can sit on a log-compute axis: compute > 0 and >= 1 problem."""
+    return ev[COMPUTE_KEYS[compute_axis]] > 0 and ev["num_problems"] > 0
 
 
-def search_curves(records: list[dict], split: str | None = None,
-                  method: str | None = None) -> list[SearchCurve]:
-    """One curve per (run, split, method) from its `usable` entries; ``split``/``method`` filter."""
+def search_curves(records: list[dict], split: str | None = None, method: str | None = None,
+                  compute_axis: str = "flops") -> list[SearchCurve]:
+    """One curve per (run, split, method) from its `usable` entries; ``split``/``method`` filter.
+
+    ``compute_axis``: "flops" (search FLOPs per problem; network-free methods record 0 and drop
+    out), "evals" (network evaluations or generated states per problem) or "simulations".
+    """
+    if compute_axis not in COMPUTE_KEYS:
+        raise ValueError(f"compute_axis={compute_axis!r} is invalid; allowed {list(COMPUTE_KEYS)}.")
+    key = COMPUTE_KEYS[compute_axis]
     curves = []
     for rec in records:
         groups: dict[tuple[str, str], list[dict]] = {}
-        for ev in filter(usable, rec["search_evals"]):
+        for ev in (e for e in rec["search_evals"] if usable(e, compute_axis)):
             if split in (None, ev["split"]) and method in (None, ev["method"]):
                 groups.setdefault((str(ev["split"]), str(ev["method"])), []).append(ev)
         for (sp, me), evs in sorted(groups.items()):
-            evs = sorted(evs, key=lambda e: e["search_flops_per_problem"])
+            evs = sorted(evs, key=lambda e: e[key])
             col = lambda k, evs=evs: np.array([e[k] for e in evs], dtype=np.float64)
             curves.append(SearchCurve(rec["name"], float(rec["params"]), float(rec["train_flops"]),
-                                      sp, me, col("search_flops_per_problem"), col("simulations"),
+                                      sp, me, compute_axis, col(key), col("simulations"),
                                       col("solve_rate"), col("num_problems")))
     return curves

@@ -40,6 +40,7 @@ class ReportOptions:
     budget_rtol: float = 0.05
     flops_per_param_token: float = 6.0
     passk_prefixes: tuple = ("sample_pass", "pass")
+    compute_axis: str = "flops"  # search compute axis: flops | evals | simulations
     suggest_depths: tuple = ()  # non-empty: suggest depth/batch/lr at each target (needs JAX)
     seq_len: int = 32  # tokens per example, for the suggested batch size
     seed: int = 0
@@ -77,7 +78,7 @@ def _pick_search(recs: list[dict], opts: ReportOptions) -> tuple[str | None, str
     if opts.split is not None and opts.method is not None:
         return opts.split, opts.method
     pairs = collections.Counter((e["split"], e["method"]) for r in recs
-                                for e in filter(records.usable, r["search_evals"])
+                                for e in r["search_evals"] if records.usable(e, opts.compute_axis)
                                 if (opts.split is None or e["split"] == opts.split)
                                 and (opts.method is None or e["method"] == opts.method)
                                 and not str(e["method"]).startswith(opts.passk_prefixes))
@@ -117,16 +118,17 @@ def fit_all(recs: list[dict], opts: ReportOptions = ReportOptions()) -> tuple[di
     _section(out, "approach3", a3)
 
     split, method = _pick_search(recs, opts)
-    curves = records.search_curves(recs, split, method)
-    out["search"] = {"split": split, "method": method, "curves": []}
+    curves = records.search_curves(recs, split, method, opts.compute_axis)
+    out["search"] = {"split": split, "method": method, "compute_axis": opts.compute_axis,
+                     "curves": []}
     fits = []
     for cur in curves:
         entry = {"run": cur.name, "params": cur.params, "train_flops": cur.train_flops}
         try:
-            f = fit_inference.fit_solve_rate(cur.search_flops, cur.solve_rate, cur.num_problems,
+            f = fit_inference.fit_solve_rate(cur.compute, cur.solve_rate, cur.num_problems,
                                              **common)
-            entry.update(slope=f.slope, mid_log10_flops=f.mid, ci=f.ci,
-                         flops_for_half=f.compute_for(0.5))
+            entry.update(slope=f.slope, mid_log10_compute=f.mid, ci=f.ci,
+                         compute_for_half=f.compute_for(0.5))
         except ValueError as e:
             f, entry["skipped"] = None, str(e)
         fits.append(f)
@@ -137,17 +139,17 @@ def fit_all(recs: list[dict], opts: ReportOptions = ReportOptions()) -> tuple[di
         if not curves:
             raise ValueError(f"no search_evals for split={split!r} method={method!r}.")
         f = fit_inference.fit_frontier([c.train_flops for c in curves],
-                                       [(c.search_flops, c.solve_rate) for c in curves],
+                                       [(c.compute, c.solve_rate) for c in curves],
                                        opts.thresholds, [c.name for c in curves], **common)
         objs["frontier"] = f
         return {"m": f.m, "m_ci": f.m_ci, "k": f.k, "c": f.c, "points": f.points,
                 "predictions": [{"train_flops": t, "threshold": tau,
-                                 "search_flops": f.test_compute(t, tau)}
+                                 "search_compute": f.test_compute(t, tau)}
                                 for t in targets for tau in opts.thresholds]}
     _section(out, "frontier", frontier)
 
     out["pass_at_k"] = []
-    for cur in records.search_curves(recs, split=None, method=None):
+    for cur in records.search_curves(recs, compute_axis="simulations"):
         if cur.method.startswith(opts.passk_prefixes):
             entry = {"run": cur.name, "split": cur.split, "method": cur.method}
             out["pass_at_k"].append(entry)
@@ -188,7 +190,7 @@ def _plot_all(objs: dict, out_dir: str, opts: ReportOptions) -> list[str]:
         paths.append(plots.solve_rate_vs_search(objs["curves"], objs["solve_fits"],
                                                 p("solve_rate_vs_search.png")))
     if "frontier" in objs:
-        paths.append(plots.frontier(objs["frontier"], p("frontier.png")))
+        paths.append(plots.frontier(objs["frontier"], p("frontier.png"), opts.compute_axis))
     return paths
 
 
@@ -273,20 +275,22 @@ def render(s: dict) -> str:
     lines += _table(["C", "method", "N_opt [CI]", "D_opt [CI]", "loss [CI]"], rows) if rows else [
         "no fit available.", ""]
     sr = s["search"]
-    lines += [f"## Solve rate vs search compute (split `{sr['split']}`, method `{sr['method']}`)",
-              "", "Form: solve_rate = sigmoid(slope * (log10 FLOPs - mid)), binomial likelihood.",
-              ""]
+    ax = sr["compute_axis"]
+    lines += [f"## Solve rate vs search compute (split `{sr['split']}`, method `{sr['method']}`, "
+              f"axis: {ax} per problem)", "",
+              f"Form: solve_rate = sigmoid(slope * (log10 {ax} - mid)), binomial likelihood.", ""]
     rows = [[c["run"], _g(c["params"]), _g(c["train_flops"]),
-             c.get("skipped", "")[:60] or _g(c["slope"]), _g(c.get("mid_log10_flops"), ".3f"),
-             _g(c.get("flops_for_half"))] for c in sr["curves"]]
-    lines += _table(["run", "N", "train C", "slope", "mid (log10 FLOPs)", "FLOPs for 50%"],
+             c.get("skipped", "")[:60] or _g(c["slope"]), _g(c.get("mid_log10_compute"), ".3f"),
+             _g(c.get("compute_for_half"))] for c in sr["curves"]]
+    lines += _table(["run", "N", "train C", "slope", f"mid (log10 {ax})", f"{ax} for 50%"],
                     rows) if rows else ["no search evaluations in the records.", ""]
     fr = s["frontier"]
     lines += ["## Train-vs-test compute frontier (Jones 2021)", ""]
     if "skipped" in fr:
         lines += [f"skipped: {fr['skipped']}", ""]
     else:
-        lines += [f"log10 search = m log10 train + k threshold + c: m = {_g(fr['m'], '.3f')} "
+        lines += [f"log10 search {ax} = m log10 train FLOPs + k threshold + c: "
+                  f"m = {_g(fr['m'], '.3f')} "
                   f"{_ci(fr['m_ci'], '.3f')}, k = {_g(fr['k'], '.3f')}, c = {_g(fr['c'], '.3f')}"
                   f" over {len(fr['points'])} frontier points. A 10x larger training budget "
                   f"changes the search compute needed for the same solve rate by 10^m = "

@@ -103,7 +103,7 @@ def test_report_files_and_recovered_truth(built):
     for cur in s["search"]["curves"][:12]:
         mid_true = M_TRUE * np.log10(cur["train_flops"]) + C_TRUE
         assert cur["slope"] == pytest.approx(SLOPE, rel=0.05)
-        assert cur["mid_log10_flops"] == pytest.approx(mid_true, abs=0.02)
+        assert cur["mid_log10_compute"] == pytest.approx(mid_true, abs=0.02)
     assert s["search"]["method"] == "mcts"  # pass@k / 0-FLOP entries are not mixed in
     assert len(s["search"]["curves"]) == 13
     assert s["frontier"]["m"] == pytest.approx(M_TRUE, abs=0.05)
@@ -157,7 +157,16 @@ def test_record_validation_names_file_and_field(fake_runs, tmp_path):
     with pytest.warns(UserWarning, match="skipping invalid"), pytest.raises(ValueError,
                                                                            match="was invalid"):
         records.load_records(str(tmp_path / "junk"), skip_invalid=True)
-    table = records.to_table(records.load_records(str(fake_runs / "*")))
+    recs = records.load_records(str(fake_runs / "*"))
+    by_flops = records.search_curves(recs, compute_axis="flops")
+    by_evals = records.search_curves(recs, compute_axis="evals")
+    assert {c.method for c in by_flops} == {"mcts", "sample_pass", "sample_majority"}
+    assert "exhaustive_dfs" in {c.method for c in by_evals}  # 0 FLOPs but 40 states
+    mcts = [c for c in by_evals if c.method == "mcts"][0]
+    np.testing.assert_array_equal(mcts.compute, SIMS)
+    with pytest.raises(ValueError, match="compute_axis='tokens'"):
+        records.search_curves(recs, compute_axis="tokens")
+    table = records.to_table(recs)
     assert table.params.size == 12 and np.all(table.flops > 0)
     with pytest.raises(ValueError, match="lacks 'eval/acc'"):
         records.to_table(records.load_records(str(fake_runs / "*")), "eval/acc")
