@@ -5,7 +5,8 @@ Conventions (Hoffmann et al. 2022, "Training Compute-Optimal Large Language Mode
   training FLOPs, L the final evaluation loss (natural-log cross-entropy, any positive loss works).
 - Approach 2: runs are grouped by compute budget C; per budget a parabola of L vs log10 N gives the
   vertex N_opt(C); then D_opt = C / (k N_opt) with k = ``flops_per_param_token`` (6 for C = 6ND),
-  or, given the runs' recorded tokens, D read off the budget's own N -> D line; power laws N_opt = k_N C^a, D_opt = k_D C^b are fitted by least squares in log10 space.
+  or, given the runs' recorded tokens, D read off the budget's own N -> D line; power laws
+  N_opt = k_N C^a, D_opt = k_D C^b are fitted by least squares in log10 space.
   ``fit_isoflops(..., method="lowest")`` takes the lowest-loss run per budget instead; it is biased
   (quantised to the sampled sizes, pulled towards the grid centre) and labelled as such everywhere.
 - Approach 3: L(N, D) = E + A / N^alpha + B / D^beta fitted as in Hoffmann et al. / Epoch AI (2024):
