@@ -319,6 +319,8 @@ def values(state: State, index: int = 0) -> list[Fraction]:
 
 
 def _fmt(f: Fraction) -> str:
+    if f.denominator == 1 and f.numerator >= 0:
+        return str(f.numerator)
     s = str(f)
     return f"({s})" if f < 0 or f.denominator != 1 else s
 
@@ -331,6 +333,7 @@ def render(state: State, index: int = 0) -> str:
     return text + (" (failed)" if bool(np.asarray(state.failed)[index]) else "")
 
 
+_INFIX = ("({a}+{b})", "({a}*{b})", "({a}-{b})", "({b}-{a})", "({a}/{b})", "({b}/{a})")
 _FRACTION_OPS = (lambda x, y: x + y, lambda x, y: x * y, lambda x, y: x - y,
                  lambda x, y: y - x, lambda x, y: x / y, lambda x, y: y / x)
 
@@ -355,9 +358,8 @@ def replay(numbers: Sequence[int], target, actions: Sequence[int], rules: Rules)
     exprs: list[str | None] = [_fmt(v) if v is not None else None for v in vals]
     target, legal = Fraction(target), True
     for a in actions:
-        done = [v for v in vals if v is not None]
-        if not rules.use_all and target in done:  # the engine ends the episode once solved
-            legal = False
+        if not rules.use_all and any(v == target for v in vals if v is not None):
+            legal = False  # the engine ends the episode once the target appears
             break
         if not 0 <= int(a) < rules.num_actions:
             legal = False
@@ -375,8 +377,7 @@ def replay(numbers: Sequence[int], target, actions: Sequence[int], rules: Rules)
             legal = False
             break
         ex, ey = exprs[i], exprs[j]
-        exprs[i] = {0: f"({ex}+{ey})", 1: f"({ex}*{ey})", 2: f"({ex}-{ey})", 3: f"({ey}-{ex})",
-                    4: f"({ex}/{ey})", 5: f"({ey}/{ex})"}[op]
+        exprs[i] = _INFIX[op].format(a=ex, b=ey)
         vals[i], vals[j], exprs[j] = r, None, None
     live = [(v, e) for v, e in zip(vals, exprs, strict=True) if v is not None]
     hit = any(v == target for v, _ in live)
