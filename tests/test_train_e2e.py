@@ -30,8 +30,8 @@ TINY = {"data.n_max": 4, "data.num_problems": 60, "data.eval_num_problems": 20,
 def tiny_config(data_dir: str, **overrides):
     c = default.get_config("runlocal")
     for key, value in {**TINY, "data.data_dir": data_dir, **overrides}.items():
-        section, field = key.split(".")
-        c[section][field] = value
+        *section, field = key.split(".")
+        (c[section[0]] if section else c)[field] = value
     return c
 
 
@@ -66,7 +66,8 @@ RUN = {"train.steps": 300, "train.log_every": 10, "train.eval_every": 100,
 def reference(tmp_path_factory, data_dir):
     """An uninterrupted 300-update run in this process: (workdir, returned metrics)."""
     work = str(tmp_path_factory.mktemp("ref") / "run")
-    return work, supervised.train_and_evaluate(tiny_config(data_dir, **RUN), work)
+    config = tiny_config(data_dir, **RUN, profile_steps=2, profile_start=3)
+    return work, supervised.train_and_evaluate(config, work)
 
 
 def test_end_to_end_loss_falls_outputs_nan_stop(reference, data_dir):
@@ -83,6 +84,7 @@ def test_end_to_end_loss_falls_outputs_nan_stop(reference, data_dir):
     assert {"train/grad_norm", "train/learning_rate", "perf/tokens_per_s", "time/train_s",
             "train/policy_acc", "train/value_acc", "eval/policy_acc"} <= set(rows[-1])
     assert glob.glob(os.path.join(work, "tb", "events.out.tfevents.*"))
+    assert glob.glob(os.path.join(work, "tb", "plugins", "profile", "*", "*.xplane.pb"))
     rec = json.load(open(os.path.join(work, "run.json")))
     assert set(REQUIRED_KEYS) <= set(rec) and rec["steps"] == 300 and rec["status"] == "completed"
     assert rec["tokens"] == 300 * 16 * rec["seq_len"] == 300 * 16 * 27

@@ -117,11 +117,12 @@ def train_step(state: dict, batch: Batch, *, graphdef, tx: optax.GradientTransfo
 
 
 def eval_step(params, batch: Batch, *, graphdef, loss_cfg: Mapping[str, Any]) -> dict:
-    """Weighted SUMS (and the weight) so batches of any padding combine exactly on the host."""
-    loss, m = loss_fn(params, graphdef, batch, loss_cfg)
+    """Weighted SUMS (and the weights) so batches of any padding combine exactly on the host;
+    the joint loss is formed there from the combined terms (``supervised.evaluate``)."""
+    _, m = loss_fn(params, graphdef, batch, loss_cfg)
     w = batch["weight"].astype(jnp.float32).sum()
     wp = (batch["weight"] * (batch["policy"].sum(-1) > 0)).astype(jnp.float32).sum()
-    sums = {"loss": loss * w, "value_loss": m["value_loss"] * w, "value_acc": m["value_acc"] * w,
+    sums = {"value_loss": m["value_loss"] * w, "value_acc": m["value_acc"] * w,
             "policy_loss": m["policy_loss"] * wp, "policy_acc": m["policy_acc"] * wp}
     return {"sums": sums, "weight": w, "policy_weight": wp}
 

@@ -1,9 +1,10 @@
 """Supervised training of the policy/value network on solver labels: ``train_and_evaluate``.
 
-One call runs (or resumes) a whole run in ``workdir``:
-``config.json``, ``checkpoints/<update>/``, ``tb/`` (TensorBoard), ``metrics.jsonl``, ``run.json``,
-``profile/`` (with ``config.profile_steps``). Step numbers everywhere are optimizer UPDATES; with
-gradient accumulation each update consumes ``grad_accum_steps`` micro-batches.
+One call runs (or resumes) a whole run in ``workdir``: ``config.json``, ``checkpoints/<update>/``,
+``tb/`` (TensorBoard scalars, and the jax.profiler trace under ``tb/plugins/profile/`` with
+``config.profile_steps``), ``metrics.jsonl``, ``run.json``. Step numbers everywhere are optimizer
+UPDATES; with gradient accumulation each update consumes ``grad_accum_steps`` micro-batches.
+Eval runs at update 0 (the untrained baseline), every ``eval_every`` updates and at the end.
 
 Failure behaviour: bad config -> ValueError before anything is written; a missing dataset ->
 FileNotFoundError naming the generate command (unless ``data.generate_if_missing``); a non-finite
@@ -86,7 +87,8 @@ def _write_config(workdir: str, cfg: dict) -> None:
         os.replace(tmp, os.path.join(workdir, "config.json"))
 
 
-def evaluate(eval_fn, params, eval_arrays, batch_size: int, mesh, max_batches: int) -> dict:
+def evaluate(eval_fn, params, eval_arrays, batch_size: int, mesh, max_batches: int,
+             loss_cfg: Mapping[str, Any]) -> dict:
     """Weighted means of the eval metrics over (up to ``max_batches`` of) the eval split."""
     sums, w, wp = {}, 0.0, 0.0
     for batch in data_lib.eval_batches(eval_arrays, batch_size, mesh, max_batches):
@@ -95,7 +97,10 @@ def evaluate(eval_fn, params, eval_arrays, batch_size: int, mesh, max_batches: i
             sums[k] = sums.get(k, 0.0) + float(v)
         w, wp = w + float(out["weight"]), wp + float(out["policy_weight"])
     per_policy = ("policy_loss", "policy_acc")
-    return {f"eval/{k}": v / max(wp if k in per_policy else w, 1e-9) for k, v in sums.items()}
+    out = {k: v / max(wp if k in per_policy else w, 1e-9) for k, v in sums.items()}
+    out["loss"] = loss_cfg["policy_weight"] * out["policy_loss"] + \
+        loss_cfg["value_weight"] * out["value_loss"]
+    return {f"eval/{k}": v for k, v in out.items()}
 
 
 def _checkpointer(cfg: dict, workdir: str) -> ckpt_lib.Checkpointer:
@@ -120,7 +125,8 @@ def evaluate_checkpoint(config, workdir: str) -> dict[str, float]:
     ckpt.close()
     loss_cfg = {k: cfg["train"][k] for k in ("policy_weight", "value_weight", "value_loss")}
     eval_step = steps.jit_eval_step(graphdef, loss_cfg, shardings["params"], mesh)
-    out = evaluate(eval_step, state["params"], eval_arrays, cfg["train"]["batch_size"], mesh, 0)
+    out = evaluate(eval_step, state["params"], eval_arrays, cfg["train"]["batch_size"], mesh, 0,
+                   loss_cfg)
     return {**out, "update": latest}
 
 
@@ -221,11 +227,11 @@ def _train(config, workdir: str, guard: ckpt_lib.PreemptionGuard) -> dict[str, f
     try:
         if update == 0 and eval_arrays["tokens"].shape[0]:  # the untrained baseline, at step 0
             with timer("eval"):
-                writer.write(0, evaluate(eval_step, state["params"], eval_arrays,
-                                         tcfg["batch_size"], mesh, cfg["data"]["eval_batches"]))
+                writer.write(0, evaluate(eval_step, state["params"], eval_arrays, tcfg["batch_size"],
+                                         mesh, cfg["data"]["eval_batches"], loss_cfg))
         while update < total:
             if cfg["profile_steps"] > 0 and update == cfg["profile_start"] and writer.enabled:
-                jax.profiler.start_trace(os.path.join(workdir, "profile"))
+                jax.profiler.start_trace(os.path.join(workdir, "tb"))  # TB profile tab
                 profiling = True
             for micro in range(update * accum, (update + 1) * accum):
                 with timer("data"):
@@ -253,8 +259,8 @@ def _train(config, workdir: str, guard: ckpt_lib.PreemptionGuard) -> dict[str, f
                     acc, n_acc, t_log, u_log = None, 0, time.perf_counter(), update
             if update % tcfg["eval_every"] == 0 or last:
                 with timer("eval"):
-                    ev = evaluate(eval_step, state["params"], eval_arrays, tcfg["batch_size"], mesh,
-                                  cfg["data"]["eval_batches"])
+                    ev = evaluate(eval_step, state["params"], eval_arrays, tcfg["batch_size"],
+                                  mesh, cfg["data"]["eval_batches"], loss_cfg)
                 writer.write(update, ev)
                 final.update(ev)
             if due_save:
