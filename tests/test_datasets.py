@@ -1,4 +1,4 @@
-"""search/datasets.py: TFDS array_record build, read back, labels, idempotency, atomicity, offline."""
+"""search/datasets.py: TFDS array_record build, read back, labels, idempotency, atomic, offline."""
 
 import os
 import socket
