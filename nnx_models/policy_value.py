@@ -49,6 +49,11 @@ class PolicyValueNet(nnx.Module):
         self.value_head = ValueHead(cfg, rngs=rngs)
 
     def _check(self, tokens_BxL, tok_cfg):
+        if tok_cfg.vocab_size > self.cfg.vocab_size:
+            raise ValueError(
+                f"TokenizerConfig vocabulary ({tok_cfg.vocab_size}) exceeds ModelConfig.vocab_size="
+                f"{self.cfg.vocab_size}; use the encoding the model was built for."
+            )
         want = tokenizer.seq_len(tok_cfg)
         if tokens_BxL.ndim != 2 or tokens_BxL.shape[1] != want:
             raise ValueError(

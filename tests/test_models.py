@@ -165,5 +165,8 @@ def test_bad_inputs_raise(tiny):
         model(jnp.zeros((2, 40), jnp.int32))
     with pytest.raises(ValueError, match="vocab_size"):
         PolicyValueNet(TINY.replace(vocab_size=10))
+    whole = TokenizerConfig(n_max=4, number_encoding="whole")
+    with pytest.raises(ValueError, match="exceeds ModelConfig.vocab_size=44"):
+        model(jnp.zeros((2, tokenizer.seq_len(whole)), jnp.int32), whole)
     with pytest.raises(ValueError, match="n_max"):
         make_evaluate(nnx.graphdef(model), TokenizerConfig(n_max=4), game.Rules(n_max=5))
