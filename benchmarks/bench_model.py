@@ -3,6 +3,8 @@ r"""NNX transformer vs the same-shaped ``transformers.LlamaForCausalLM`` (PyTorc
     python -m benchmarks.bench_model            # 3 Llama shapes, CPU
     python -m benchmarks.bench_model --quick    # one small shape, fewer steps
     python -m benchmarks.bench_model --sizes=d4,smollm2_135m --batch=8 --seq=128 --out=x.json
+    python -m benchmarks.bench_model --sizes=smollm2_135m --batch=32 --seq=512 \
+        --dtype=bfloat16 --attention=cudnn          # GPU: MFU = jax_train_tflop_s / peak
 
 Both sides run the next-token LM path on the SAME int32 batch in this process: the NNX model is
 loaded from the torch model's weights (``nnx_models.hf``), so shapes and numbers are identical
@@ -12,7 +14,9 @@ loaded from the torch model's weights (``nnx_models.hf``), so shapes and numbers
   ``loss.backward(); opt.step()``).
 Timing: warm-up calls (compile) excluded, then the best of ``--repeats`` calls (the machines are
 shared). Threads: torch uses ``torch.get_num_threads()`` (all cores), XLA its default CPU thread
-pool. Without torch the torch columns are skipped with a message. JSON goes to ``--out``.
+pool. Without torch the torch columns are skipped with a message. ``jax_train_tflop_s`` is the
+train step's achieved rate from ``scaling.flops.train_flops_per_token(cfg, seq, lm_head=True)``.
+JSON goes to ``--out``.
 """
 
 from __future__ import annotations
@@ -65,8 +69,8 @@ def _torch_model(cfg: model_config.ModelConfig, path: str):
     return model
 
 
-def bench_jax(cfg, path, tokens, repeats):
-    model = hf.load_transformer(path)
+def bench_jax(cfg, path, tokens, repeats, **overrides):
+    model = hf.load_transformer(path, **overrides)
     graphdef, params = nnx.split(model)
     tx = optax.adamw(1e-4)
     fwd = jax.jit(lambda p, t: nnx.merge(graphdef, p)(t))
@@ -130,6 +134,18 @@ def main(argv=None) -> dict:
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--seq", type=int, default=64)
     ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument(
+        "--dtype",
+        default="float32",
+        choices=["float32", "bfloat16"],
+        help="JAX compute dtype (fp32 master weights); torch stays fp32",
+    )
+    ap.add_argument(
+        "--attention",
+        default="xla",
+        choices=["xla", "cudnn"],
+        help="JAX attention implementation (cudnn: GPU with bf16)",
+    )
     ap.add_argument("--out", default="bench_out/bench_model.json")
     args = ap.parse_args(argv)
     sizes = ["d2"] if args.quick else args.sizes.split(",")
@@ -160,8 +176,15 @@ def main(argv=None) -> dict:
                 tmodel = _torch_model(cfg, path)
             else:
                 hf.save_pretrained(Transformer(cfg, rngs=nnx.Rngs(0)), path)
-            j_logits, jf, jt = bench_jax(cfg, path, tokens, repeats)
-            row |= {"jax_forward_tok_s": ntok / jf, "jax_train_tok_s": ntok / jt}
+            j_logits, jf, jt = bench_jax(
+                cfg, path, tokens, repeats, dtype=args.dtype, attention_impl=args.attention
+            )
+            train_flops = flops.train_flops_per_token(cfg, args.seq, lm_head=True) * ntok
+            row |= {
+                "jax_forward_tok_s": ntok / jf,
+                "jax_train_tok_s": ntok / jt,
+                "jax_train_tflop_s": train_flops / jt / 1e12,
+            }
             if have_torch:
                 t_logits, tf, tt = bench_torch(tmodel, tokens, repeats)
                 row |= {

@@ -33,6 +33,8 @@ class ModelConfig:
     shared_backbone: one backbone with both heads, or separate policy and value networks.
     n_max: default slot count of the states the model reads (the heads work for any n_max).
     head_hidden: width of the pair head and value head MLPs (0 -> d_model).
+    attention_impl: ``jax.nn.dot_product_attention`` implementation: "xla" (any device) or "cudnn"
+      (GPU flash attention; needs bf16/fp16 compute). JAX's own default (None) is XLA today.
     """
 
     depth: int = 2
@@ -53,6 +55,7 @@ class ModelConfig:
     rope_theta: float = 10000.0
     norm_eps: float = 1e-5
     init_std: float = 0.02
+    attention_impl: str = "xla"
 
     def __post_init__(self):
         positive = (
@@ -83,6 +86,10 @@ class ModelConfig:
                 )
         if not 2 <= self.n_max <= tokenizer.MAX_SLOTS:
             raise ValueError(f"ModelConfig.n_max={self.n_max} out of range; allowed 2..16.")
+        if self.attention_impl not in ("xla", "cudnn"):
+            raise ValueError(
+                f"ModelConfig.attention_impl={self.attention_impl!r}; allowed 'xla', 'cudnn'."
+            )
         if self.head_hidden < 0:
             raise ValueError(f"ModelConfig.head_hidden={self.head_hidden} must be >= 0.")
 

@@ -105,7 +105,9 @@ class Attention(nnx.Module):
         proj = lambda name: jnp.einsum("bld,dhk->blhk", x_BxLxD, weight(self, name, dt))
         q, k, v = proj("wq"), proj("wk"), proj("wv")  # [B, L, H(kv), hd]
         q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
-        out = jax.nn.dot_product_attention(q, k, v, is_causal=True)  # [B, L, H, hd]
+        out = jax.nn.dot_product_attention(
+            q, k, v, is_causal=True, implementation=self.cfg.attention_impl
+        )  # [B, L, H, hd]
         return jnp.einsum("blhk,hkd->bld", out, weight(self, "wo", dt))
 
 
