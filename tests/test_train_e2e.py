@@ -1,4 +1,4 @@
-"""End-to-end supervised runs: falling loss + outputs, bad input, NaN stop, SIGKILL/SIGTERM resume."""
+"""End-to-end supervised runs: loss falls, outputs, bad input, NaN stop, SIGKILL/SIGTERM resume."""
 
 import glob
 import hashlib
@@ -122,7 +122,8 @@ def test_bad_input_clear_errors_nothing_written(tmp_path, data_dir):
         supervised.train_and_evaluate(tiny_config(data_dir), str(blocker / "run"))
     # A workdir holding another model's run is refused, untouched.
     os.makedirs(work)
-    json.dump(tiny_config(data_dir, **{"model.depth": 2}).to_dict(), open(f"{work}/config.json", "w"))
+    other = tiny_config(data_dir, **{"model.depth": 2}).to_dict()
+    json.dump(other, open(f"{work}/config.json", "w"))
     before = _files_digest(work)
     with pytest.raises(ValueError, match=r"different config.model \(fields \['depth'\]\)"):
         supervised.train_and_evaluate(tiny_config(data_dir), work)
@@ -157,7 +158,8 @@ def test_sigkill_and_sigterm_resume_match_uninterrupted(tmp_path, data_dir, refe
     env = {**os.environ, "PYTHONPATH": REPO, "JAX_COMPILATION_CACHE_DIR": str(tmp_path / "cache"),
            "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0"}
     work, ckdir = str(tmp_path / "run"), str(tmp_path / "run" / "checkpoints")
-    committed = lambda: [int(d) for d in os.listdir(ckdir) if d.isdigit()] if os.path.isdir(ckdir) else []
+    committed = lambda: [int(d) for d in os.listdir(ckdir) if d.isdigit()] \
+        if os.path.isdir(ckdir) else []
     # 1) SIGKILL as soon as the first checkpoint is committed (mid-training, no chance to clean up).
     p = _launch(c, work, str(tmp_path / "log1"), env)
     _wait_for(lambda: committed(), p)

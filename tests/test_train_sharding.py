@@ -29,7 +29,8 @@ def _random_batch(size: int, seed: int = 0) -> dict[str, np.ndarray]:
     legal[:, 0] = True
     good = legal & (rng.random(legal.shape) < 0.3)
     good[: size // 4] = False  # some "unsolvable" rows: no policy target
-    return {"tokens": rng.integers(0, TOK.vocab_size, (size, tokenizer.seq_len(TOK))).astype(np.int32),
+    tokens = rng.integers(0, TOK.vocab_size, (size, tokenizer.seq_len(TOK)))
+    return {"tokens": tokens.astype(np.int32),
             "policy": (good / np.maximum(good.sum(-1, keepdims=True), 1)).astype(np.float32),
             "legal": legal, "value": good.any(-1).astype(np.float32),
             "weight": np.ones(size, np.float32)}

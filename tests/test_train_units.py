@@ -72,7 +72,7 @@ def test_model_config_from_config():
     mc = steps.model_config(c["model"], tok)
     assert (mc.depth, mc.d_model, mc.vocab_size, mc.n_max) == (2, 128, tok.vocab_size, 4)
     c["model"]["depth"] = 0
-    with pytest.raises(ValueError, match=r"config.model.depth=0 is out of range; allowed an int >= 1"):
+    with pytest.raises(ValueError, match=r"config.model.depth=0 is out of range; allowed an int"):
         steps.model_config(c["model"], tok)
     c["model"].update(depth=2, preset="smollm2_135m")
     mc = steps.model_config(c["model"], tok)

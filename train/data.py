@@ -85,7 +85,7 @@ def _missing_message(config: Mapping[str, Any], workdir: str, name: str, err: Ex
 
 def tokenize(examples: Mapping[str, np.ndarray], tok_cfg: tokenizer.TokenizerConfig,
              chunk: int = 4096) -> dict[str, np.ndarray]:
-    """Dataset rows -> ``{tokens int32[E, L], policy f32[E, A], legal bool[E, A], value f32[E]}``."""
+    """Dataset rows -> ``{tokens i32[E, L], policy f32[E, A], legal bool[E, A], value f32[E]}``."""
     from search import datasets
     state = datasets.examples_to_state(examples)
     count = int(state.num.shape[0])
@@ -173,14 +173,19 @@ def to_global(local_rows: Mapping[str, np.ndarray], global_batch: int,
 
 def eval_batches(arrays: Mapping[str, np.ndarray], global_batch: int, mesh: Mesh,
                  max_batches: int = 0) -> Iterator[dict[str, jax.Array]]:
-    """The eval split in order, in fixed-size batches; the last is padded with weight-0 rows."""
+    """The eval split in fixed-size batches, the last padded with weight-0 rows.
+
+    Rows go in one fixed permutation (seed 0), so ``max_batches`` takes a representative sample
+    (the datasets store states grouped by move number) and is the same sample every time.
+    """
     size = int(arrays["tokens"].shape[0])
     total = -(-size // global_batch)
     total = min(total, max_batches) if max_batches > 0 else total
+    order = np.random.default_rng(0).permutation(size)
     sharding = mesh_lib.batch_sharding(mesh)
     for b in range(total):
         idx = local_slice(np.arange(b * global_batch, (b + 1) * global_batch))
         valid = idx < size
-        rows = {k: np.asarray(arrays[k])[np.where(valid, idx, 0)] for k in FIELDS}
+        rows = {k: np.asarray(arrays[k])[order[np.where(valid, idx, 0)]] for k in FIELDS}
         rows["weight"] = valid.astype(np.float32)
         yield to_global(rows, global_batch, sharding)

@@ -36,7 +36,8 @@ def validate(train_cfg: Mapping[str, Any]) -> None:
     ]
     for key, ok, allowed in checks:
         if key in train_cfg and not ok(train_cfg[key]):
-            raise ValueError(f"config.train.{key}={train_cfg[key]!r} is out of range; allowed {allowed}.")
+            raise ValueError(f"config.train.{key}={train_cfg[key]!r} is out of range; "
+                             f"allowed {allowed}.")
     if _get(train_cfg, "warmup_steps", 0) > train_cfg["steps"]:
         raise ValueError(f"config.train.warmup_steps={train_cfg['warmup_steps']} exceeds "
                          f"config.train.steps={train_cfg['steps']}; allowed 0..steps.")

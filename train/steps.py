@@ -29,19 +29,20 @@ from flax import nnx
 from jax.sharding import Mesh, NamedSharding
 
 from nnx_models import sharding, tokenizer
-from nnx_models.policy_value import PolicyValueNet
 from nnx_models.config import PRESETS, ModelConfig
+from nnx_models.policy_value import PolicyValueNet
 from train import mesh as mesh_lib
 
 ILLEGAL_LOGIT = -1e9
-Batch = dict[str, jax.Array]  # tokens int32[B,L], policy f32[B,A], legal bool[B,A], value f32[B], weight f32[B]
+# tokens i32[B, L], policy f32[B, A], legal bool[B, A], value f32[B], weight f32[B]
+Batch = dict[str, jax.Array]
 
 
 # ----------------------------------------------------------------------------- model config
 
 
 def model_config(model: Mapping[str, Any], tok_cfg: tokenizer.TokenizerConfig) -> ModelConfig:
-    """``config.model`` -> ``ModelConfig`` for states encoded with ``tok_cfg`` (see configs/common)."""
+    """``config.model`` -> ``ModelConfig`` for states encoded with ``tok_cfg`` (configs/common)."""
     common = dict(vocab_size=tok_cfg.vocab_size, n_max=tok_cfg.n_max, dtype=model["dtype"],
                   param_dtype=model["param_dtype"], scan_layers=bool(model["scan_layers"]),
                   shared_backbone=bool(model["shared_backbone"]))
@@ -57,7 +58,8 @@ def model_config(model: Mapping[str, Any], tok_cfg: tokenizer.TokenizerConfig) -
                                        "mlp_dim", "head_hidden") if model[k]}
     for k, v in overrides.items():
         if v < 0:
-            raise ValueError(f"config.model.{k}={v} is out of range; allowed >= 1 (0 = depth rule).")
+            raise ValueError(f"config.model.{k}={v} is out of range; allowed >= 1 "
+                             "(0 = the depth rule's value).")
     if model["mlp"]:
         overrides["mlp"] = model["mlp"]
     return ModelConfig.from_depth(depth, tie_embeddings=bool(model["tie_embeddings"]),
@@ -91,6 +93,11 @@ def losses(logits_BxA: jax.Array, value_logit_B: jax.Array, batch: Batch,
     mean = lambda x, wt: (x * wt).sum() / jnp.maximum(wt.sum(), 1e-9)
     return {"policy_loss": mean(pol_ce_B, has_pol_B), "value_loss": mean(val_B, w_B),
             "policy_acc": mean(top1_good_B, has_pol_B), "value_acc": mean(value_ok_B, w_B)}
+
+
+def loss_config(train_cfg: Mapping[str, Any]) -> dict[str, Any]:
+    """The loss fields of ``config.train`` (what ``loss_fn`` reads)."""
+    return {k: train_cfg[k] for k in ("policy_weight", "value_weight", "value_loss")}
 
 
 def loss_fn(params, graphdef, batch: Batch, loss_cfg: Mapping[str, Any]):

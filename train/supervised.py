@@ -33,8 +33,9 @@ from train import mesh as mesh_lib
 from train import metrics as metrics_lib
 from train import optim, run_record, steps
 
-# Config sections that must match a workdir's checkpoints for a resume to make sense.
-RESUME_KEYS = ("model", "tokenizer", "data")
+# Config fields that must match a workdir's checkpoints for a resume to make sense (None: all).
+RESUME_KEYS = {"model": None, "tokenizer": None,
+               "data": ("problem_class", "n_max", "num_problems", "seed", "name")}
 
 
 class NonFiniteError(FloatingPointError):
@@ -56,7 +57,8 @@ def setup(config: Mapping[str, Any], workdir: str) -> dict:
     tx = optim.make_optimizer(cfg["train"])
     for key in ("log_every", "eval_every"):
         if cfg["train"][key] < 1:
-            raise ValueError(f"config.train.{key}={cfg['train'][key]} is out of range; allowed >= 1.")
+            raise ValueError(f"config.train.{key}={cfg['train'][key]} is out of range; "
+                             "allowed >= 1.")
     if cfg["train"]["value_loss"] not in ("bce", "mse"):
         raise ValueError(f"config.train.value_loss={cfg['train']['value_loss']!r}; allowed "
                          "'bce', 'mse'.")
@@ -71,12 +73,13 @@ def _check_resume_config(workdir: str, cfg: dict) -> None:
         return
     with open(path, encoding="utf-8") as f:
         old = json.load(f)
-    for key in RESUME_KEYS:
-        if old.get(key) != cfg[key]:
-            diff = sorted(k for k in set(old.get(key, {})) | set(cfg[key])
-                          if old.get(key, {}).get(k) != cfg[key].get(k))
+    for key, fields in RESUME_KEYS.items():
+        before, now = old.get(key, {}), cfg[key]
+        diff = sorted(k for k in (fields or set(before) | set(now)) if before.get(k) != now.get(k))
+        if diff:
             raise ValueError(f"--workdir={workdir} holds a run with a different config.{key} "
-                             f"(fields {diff}); resume with the same config or use a new --workdir.")
+                             f"(fields {diff}); resume with the same config or use a new "
+                             "--workdir.")
 
 
 def _write_config(workdir: str, cfg: dict) -> None:
@@ -113,6 +116,7 @@ def evaluate_checkpoint(config, workdir: str) -> dict[str, float]:
     """``--mode=eval``: eval-split metrics of the newest checkpoint in ``workdir``."""
     s = setup(config, workdir)
     cfg, mesh = s["cfg"], s["mesh"]
+    _check_resume_config(workdir, cfg)
     ckpt = _checkpointer(cfg, workdir)
     latest = ckpt.latest_step()
     if latest is None:
@@ -123,7 +127,7 @@ def evaluate_checkpoint(config, workdir: str) -> dict[str, float]:
         s["model_cfg"], s["tok_cfg"], s["tx"], mesh, cfg["seed"])
     state, _ = ckpt.restore(latest, abs_state)
     ckpt.close()
-    loss_cfg = {k: cfg["train"][k] for k in ("policy_weight", "value_weight", "value_loss")}
+    loss_cfg = steps.loss_config(cfg["train"])
     eval_step = steps.jit_eval_step(graphdef, loss_cfg, shardings["params"], mesh)
     out = evaluate(eval_step, state["params"], eval_arrays, cfg["train"]["batch_size"], mesh, 0,
                    loss_cfg)
@@ -162,11 +166,13 @@ def _train(config, workdir: str, guard: ckpt_lib.PreemptionGuard) -> dict[str, f
     timer = metrics_lib.PhaseTimer()
     with timer("data_load"):
         train_arrays, eval_arrays = data_lib.load(cfg, workdir, s["tok_cfg"], s["rules"])
-        loader = data_lib.Loader(train_arrays, tcfg["batch_size"], mesh, cfg["data"]["shuffle_seed"])
+        loader = data_lib.Loader(train_arrays, tcfg["batch_size"], mesh,
+                                 cfg["data"]["shuffle_seed"])
     ckpt_lib.ensure_writable(workdir)  # only now: a run that fails validation leaves no workdir
     _write_config(workdir, cfg)
-    logging.info("mesh %s; model %s; %d train / %d eval examples, seq_len %d", mesh_lib.describe(mesh),
-                 s["model_cfg"], loader.size, len(eval_arrays["tokens"]), seq_len)
+    logging.info("mesh %s; model %s; %d train / %d eval examples, seq_len %d",
+                 mesh_lib.describe(mesh), s["model_cfg"], loader.size, len(eval_arrays["tokens"]),
+                 seq_len)
 
     graphdef, abs_state, shardings, init = steps.abstract_train_state(
         s["model_cfg"], s["tok_cfg"], tx, mesh, cfg["seed"])
@@ -183,7 +189,7 @@ def _train(config, workdir: str, guard: ckpt_lib.PreemptionGuard) -> dict[str, f
         with timer("init"):
             state = init()
 
-    loss_cfg = {k: tcfg[k] for k in ("policy_weight", "value_weight", "value_loss")}
+    loss_cfg = steps.loss_config(tcfg)
     train_step = steps.jit_train_step(graphdef, tx, loss_cfg, shardings, mesh)
     eval_step = steps.jit_eval_step(graphdef, loss_cfg, shardings["params"], mesh)
     compiled = None
@@ -227,8 +233,9 @@ def _train(config, workdir: str, guard: ckpt_lib.PreemptionGuard) -> dict[str, f
     try:
         if update == 0 and eval_arrays["tokens"].shape[0]:  # the untrained baseline, at step 0
             with timer("eval"):
-                writer.write(0, evaluate(eval_step, state["params"], eval_arrays, tcfg["batch_size"],
-                                         mesh, cfg["data"]["eval_batches"], loss_cfg))
+                writer.write(0, evaluate(eval_step, state["params"], eval_arrays,
+                                         tcfg["batch_size"], mesh, cfg["data"]["eval_batches"],
+                                         loss_cfg))
         while update < total:
             if cfg["profile_steps"] > 0 and update == cfg["profile_start"] and writer.enabled:
                 jax.profiler.start_trace(os.path.join(workdir, "tb"))  # TB profile tab

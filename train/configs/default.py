@@ -3,9 +3,11 @@ r"""Tiny CPU run: supervised policy/value training on Game-of-24 solver labels, 
     python -m train.main --config=train/configs/default.py --workdir=runs/default
     python -m train.main --config=train/configs/default.py:size=d2 --workdir=runs/d2
 
-The dataset is generated on first use under ``<workdir>/../data``. A d1 model (d_model 64, about
-0.1M parameters) should bring ``eval/loss`` well below its start within the 300 updates, with
-policy top-1 accuracy (a move that keeps the state solvable) rising above chance.
+Generates its datasets on first use under ``<workdir>/../data`` (1000 training problems of class
+``g24``, ~6k labelled states; 100 held-out ``val`` problems). A d1 model (d_model 64, ~0.07M
+non-embedding parameters) trains 1000 updates of 64 states: eval loss falls from ~4.0 (untrained)
+to ~3.6, mostly through the value head (value BCE 0.69 -> ~0.42), while the train policy top-1
+accuracy (the chosen move keeps the state solvable) rises from ~0.15 to ~0.5.
 Arguments: ``size=d<K>`` (depth K, d_model = 64*K) and ``runlocal`` (a 10-step smoke test).
 """
 
@@ -19,10 +21,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c = common.base_config()
     c.name = "default"
     c.data.problem_class = "g24"
-    c.data.num_problems, c.data.eval_num_problems = 400, 100
-    c.train.steps, c.train.batch_size, c.train.learning_rate = 300, 64, 3e-3
-    c.train.warmup_steps, c.train.log_every, c.train.eval_every = 20, 10, 100
-    c.checkpoint.every = 100
+    c.data.num_problems, c.data.eval_num_problems, c.data.eval_batches = 1000, 100, 0
+    c.train.steps, c.train.batch_size, c.train.learning_rate = 1000, 64, 3e-3
+    c.train.warmup_steps, c.train.log_every, c.train.eval_every = 50, 25, 250
+    c.checkpoint.every = 250
     common.apply_size(c, args["size"])
     if args["runlocal"]:
         common.runlocal(c)

@@ -1,7 +1,7 @@
 r"""SmolLM2-1.7B shapes (Llama architecture) as the policy/value network; a GPU/TPU run.
 
     python -m train.main --config=train/configs/smollm2_1p7b.py --workdir=runs/smollm2_1p7b
-    python -m train.main --config=train/configs/smollm2_1p7b.py:runlocal --workdir=/tmp/s1p7b  # smoke
+    python -m train.main --config=train/configs/smollm2_1p7b.py:runlocal --workdir=/tmp/s1p7b
 
 Trains on solver labels of 4-number problems (class `g24`, 20k problems) with bf16 compute and
 fp32 master weights, parameters sharded over `fsdp` (all devices). It should reach a lower
@@ -16,4 +16,5 @@ from train.configs import common
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
-    return common.smollm2_config("smollm2_1p7b", arg, batch_size=512, learning_rate=2e-4, steps=20000)
+    return common.smollm2_config("smollm2_1p7b", arg, batch_size=512, learning_rate=2e-4,
+                                 steps=20000)

@@ -1,7 +1,7 @@
 r"""SmolLM2-360M shapes (Llama architecture) as the policy/value network; a GPU/TPU run.
 
     python -m train.main --config=train/configs/smollm2_360m.py --workdir=runs/smollm2_360m
-    python -m train.main --config=train/configs/smollm2_360m.py:runlocal --workdir=/tmp/s360m  # smoke
+    python -m train.main --config=train/configs/smollm2_360m.py:runlocal --workdir=/tmp/s360m
 
 Trains on solver labels of 4-number problems (class `g24`, 20k problems) with bf16 compute and
 fp32 master weights, parameters sharded over `fsdp` (all devices). It should reach a lower
@@ -16,4 +16,5 @@ from train.configs import common
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
-    return common.smollm2_config("smollm2_360m", arg, batch_size=256, learning_rate=3e-4, steps=20000)
+    return common.smollm2_config("smollm2_360m", arg, batch_size=256, learning_rate=3e-4,
+                                 steps=20000)
