@@ -1,7 +1,9 @@
 """Multi-host launch: 2 local processes x 4 CPU devices == 1 process x 8, resume, clear failures."""
 
 import io
+import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -12,23 +14,18 @@ from launch import local, multihost
 from train.metrics import read_jsonl
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-# Tiny supervised job (d1 model, 4 slots, 27 tokens). min_lr_ratio=1 makes the learning rate
-# constant after warmup, so a 2-update run extended to 4 updates follows the 4-update schedule.
+# Tiny supervised job (d1 model, 4 slots, 27 tokens), 4 updates, checkpoints at 2 and 4.
 TINY = {"data.n_max": 4, "data.num_problems": 40, "data.eval_num_problems": 10,
         "data.generate_if_missing": False, "tokenizer.number_encoding": "whole",
-        "tokenizer.whole_max": 40, "model.depth": 1, "train.batch_size": 16,
-        "train.warmup_steps": 2, "train.min_lr_ratio": 1.0, "train.log_every": 1,
-        "train.eval_every": 2, "checkpoint.every": 2}
+        "tokenizer.whole_max": 40, "model.depth": 1, "train.batch_size": 16, "train.steps": 4,
+        "train.warmup_steps": 2, "train.log_every": 1, "train.eval_every": 2,
+        "checkpoint.every": 2}
 CONFIG = "--config=train/configs/default.py:runlocal"
 
 
-def _overrides(data_dir: str, steps: int) -> dict:
-    return {**TINY, "data.data_dir": data_dir, "train.steps": steps}
-
-
-def _cli(data_dir: str, steps: int, workdir: str) -> list[str]:
-    return [CONFIG, f"--workdir={workdir}",
-            *(f"--config.{k}={v}" for k, v in _overrides(data_dir, steps).items())]
+def _cli(data_dir: str, workdir: str) -> list[str]:
+    return [CONFIG, f"--workdir={workdir}", f"--config.data.data_dir={data_dir}",
+            *(f"--config.{k}={v}" for k, v in TINY.items())]
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +35,7 @@ def data_dir(tmp_path_factory):
 
     path = str(tmp_path_factory.mktemp("data"))
     c = default.get_config("runlocal")
-    for key, value in _overrides(path, 4).items():
+    for key, value in {**TINY, "data.data_dir": path}.items():
         section, field = key.split(".")
         c[section][field] = value
     data.generate(c, path)
@@ -58,33 +55,44 @@ def _trajectory(workdir: str) -> dict[int, dict]:
 
 
 def test_two_processes_equal_one_process_and_resume(tmp_path, data_dir):
-    """2 x 4 devices (run to update 2, then resumed to 4 in a new launch) == 1 x 8 devices."""
+    """2 x 4 devices == 1 x 8 devices; a relaunch after losing update 4 resumes from update 2
+    on both processes and reproduces updates 3-4."""
     from train import supervised
 
     path, config = data_dir
     ref_dir = str(tmp_path / "ref")
     supervised.train_and_evaluate(config, ref_dir)  # this process: 8 fake devices
+    ref = _trajectory(ref_dir)
+    assert sorted(ref) == [0, 1, 2, 3, 4]
     work = str(tmp_path / "mh")
-    cache = str(tmp_path / "jax_cache")  # the relaunch reuses the first launch's executables
-    code, log1 = _launch(_cli(path, 2, work), compilation_cache_dir=cache)
-    assert code == 0, log1[-3000:]
-    assert "process 1 of 2, 4 local / 8 global devices" in log1
-    code, log2 = _launch(_cli(path, 4, work), compilation_cache_dir=cache)
-    assert code == 0, log2[-3000:]
+    cache = str(tmp_path / "jax_cache")  # the relaunch loads the first launch's executables
+    code, log = _launch(_cli(path, work), compilation_cache_dir=cache)
+    assert code == 0, log[-3000:]
+    assert "process 1 of 2, 4 local / 8 global devices" in log
+    _assert_same(_trajectory(work), ref)
+    # Checkpoints are written by every process (one OCDBT shard each), run.json by process 0.
+    state = os.path.join(work, "checkpoints", "4", "state")
+    assert {"ocdbt.process_0", "ocdbt.process_1"} <= set(os.listdir(state))
+    rec = json.load(open(os.path.join(work, "run.json")))
+    assert rec["device_count"] == 8 and rec["steps"] == 4
+
+    shutil.rmtree(os.path.join(work, "checkpoints", "4"))  # as if killed before saving it
+    code, log = _launch(_cli(path, work), compilation_cache_dir=cache)
+    assert code == 0, log[-3000:]
     for p in ("[p0]", "[p1]"):  # both processes restored update 2 from the shared checkpoint
-        assert any(p in line and "resumed from" in line and "at update 2" in line
-                   for line in log2.splitlines()), log2[-3000:]
-    ref, got = _trajectory(ref_dir), _trajectory(work)
-    assert sorted(got) == sorted(ref) == [0, 1, 2, 3, 4]
+        assert any(line.startswith(p) and "resumed from" in line and "at update 2" in line
+                   for line in log.splitlines()), log[-3000:]
+    lines = [json.loads(line) for line in open(os.path.join(work, "metrics.jsonl"))]
+    assert [r["step"] for r in lines if "train/loss" in r] == [1, 2, 3, 4, 3, 4]
+    _assert_same(_trajectory(work), ref)  # the recomputed updates 3-4 (later rows win)
+
+
+def _assert_same(got: dict, ref: dict) -> None:
+    assert sorted(got) == sorted(ref)
     for step, row in ref.items():
         assert set(got[step]) == set(row), step
         for k, v in row.items():  # cross-process all-reduce order: float32 rounding only
             np.testing.assert_allclose(got[step][k], v, rtol=2e-6, err_msg=f"{k} @ {step}")
-    # Checkpoints are written by every process (one OCDBT shard each), run.json by process 0.
-    state = os.path.join(work, "checkpoints", "4", "state")
-    assert {"ocdbt.process_0", "ocdbt.process_1"} <= set(os.listdir(state))
-    rec = __import__("json").load(open(os.path.join(work, "run.json")))
-    assert rec["device_count"] == 8 and rec["steps"] == 4
 
 
 def _main(*args: str, timeout: float = 120, env=None) -> subprocess.CompletedProcess:
@@ -139,7 +147,7 @@ def test_disagreeing_processes_all_fail_clearly(case):
 
 def test_mesh_not_dividing_devices_fails_on_all_processes(data_dir):
     """2 processes x 3 devices = 6 devices cannot hold a data=4 mesh: exit 2, clear message."""
-    code, log = _launch([*_cli(data_dir[0], 4, "/nonexistent/x"), "--config.mesh.data=4"],
+    code, log = _launch([*_cli(data_dir[0], "/nonexistent/x"), "--config.mesh.data=4"],
                         num=2, devices=3)
     assert code == 2, log[-2000:]
     assert "config.mesh={'data': 4, 'fsdp': 1, 'tensor': 1} needs 4 devices but 6 are available" \
@@ -200,3 +208,96 @@ def test_resolve_modes_and_misconfigurations():
         with pytest.raises(multihost.MultihostError) as e:
             r(**kw)
         assert message in str(e.value), (kw, str(e.value))
+
+
+# ----------------------------------------------------------------------------- scripts and sweeps
+
+
+def test_gpu_and_cpu_xla_presets_parse_in_this_jaxlib():
+    """An XLA flag this jaxlib does not know aborts every run at startup."""
+    for preset in ("cpu", "gpu", "gpu_debug"):
+        env = dict(os.environ, XLA_FLAGS="")
+        probe = f"{sys.executable} -c 'import jax; jax.numpy.ones(1).block_until_ready()'"
+        r = subprocess.run(["bash", "-c", f"source launch/xla_flags.sh {preset} && {probe} && "
+                            "echo XLA=$XLA_FLAGS"], cwd=REPO, env=env, capture_output=True,
+                           text=True, timeout=120)
+        assert r.returncode == 0, (preset, r.stderr[-2000:])
+        assert "--xla_" in r.stdout
+    r = subprocess.run(["bash", "launch/xla_flags.sh", "nope"], cwd=REPO, capture_output=True,
+                       text=True)
+    assert r.returncode == 2 and "usage" in r.stderr
+
+
+def _grid(root: str, **kw):
+    from launch.sweeps import tiny
+
+    g = tiny.get_config()
+    g.root = root
+    for k, v in kw.items():
+        g[k] = v
+    return g
+
+
+def test_sweep_plan_statuses_print_and_slurm(tmp_path, capsys):
+    from launch import sweep
+    from nnx_models import tokenizer
+    from scaling import flops
+    from train import steps
+
+    root = str(tmp_path / "sweep")
+    plan = sweep.design(_grid(root))
+    assert plan.seq_len == 27 and plan.tokens_per_step == 32 * 27
+    tok = tokenizer.TokenizerConfig(n_max=4, number_encoding="whole", max_digits=3, whole_max=40)
+    for r in plan.runs:  # N and C are those run.json will record for this config
+        cfg = steps.model_config(dict(sweep.load_train_config("train/configs/default.py")
+                                      .model.to_dict(), depth=r.depth), tok)
+        assert r.params == flops.param_counts(cfg)["non_embedding"]
+        assert r.flops == r.steps * plan.tokens_per_step * flops.train_flops_per_token(cfg, 27)
+    done, partial = plan.runs[0], plan.runs[1]
+    os.makedirs(os.path.join(root, done.name))
+    json.dump({"steps": done.steps, "status": "completed"},
+              open(os.path.join(root, done.name, "run.json"), "w"))
+    os.makedirs(os.path.join(root, partial.name, "checkpoints", "50"))
+    assert sweep.main_run(_grid(root), "print", ["--config.seed=3"]) == 0
+    out = capsys.readouterr().out
+    commands = [line for line in out.splitlines() if line.startswith("python -m train.main")]
+    assert len(commands) == len(plan.runs) - 1 and done.name not in "".join(commands)
+    assert commands[0] == ("python -m train.main --config=train/configs/default.py:size="
+                           f"d{partial.depth} --workdir={root}/{partial.name} "
+                           f"--config.train.steps={partial.steps} --config.data.n_max=4 "
+                           "--config.tokenizer.number_encoding=whole --config.tokenizer.whole_max"
+                           "=40 --config.train.batch_size=32 --config.train.warmup_steps=5 "
+                           "--config.train.eval_every=50 --config.checkpoint.every=50 "
+                           "--config.seed=3")
+    assert f"{len(plan.runs)} runs: 1 done, 1 partial, {len(plan.runs) - 2} pending" in out
+    saved = json.load(open(os.path.join(root, "sweep.json")))
+    assert [r["status"] for r in saved["runs"]][:2] == ["done", "partial"]
+
+    assert sweep.main_run(_grid(root), "slurm", [], max_parallel=2) == 0
+    out = capsys.readouterr().out
+    args_file = os.path.join(root, "sweep_args.txt")
+    assert f"sbatch --array=0-{len(plan.runs) - 2}%2 --export=ALL,ZERO24_ARGS_FILE={args_file} " \
+           "launch/slurm/train.sbatch" in out
+    env = dict(os.environ, ZERO24_DRY_RUN="1", SLURM_ARRAY_TASK_ID="0", ZERO24_ARGS_FILE=args_file)
+    r = subprocess.run(["bash", "launch/slurm/train.sbatch"], cwd=REPO, env=env,
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0, r.stderr
+    assert "srun --kill-on-bad-exit=1" in r.stdout and "-m train.main --multihost " \
+        f"--config=train/configs/default.py:size=d{partial.depth} --workdir={root}/" \
+        f"{partial.name} " in r.stdout and "--xla_gpu_enable_latency_hiding_scheduler" in r.stdout
+
+
+def test_sweep_local_backend_reports_failed_runs_and_bad_grids(tmp_path, capsys):
+    from launch import sweep
+
+    grid = _grid(str(tmp_path / "s"), num_budgets=1, sizes_per_budget=1)
+    assert sweep.main_run(grid, "local", ["--config.train.learning_rate=-1"]) == 1
+    out = capsys.readouterr().out
+    assert "1 runs: 0 done, 0 partial, 0 pending, 1 failed" in out
+    name = json.load(open(tmp_path / "s" / "sweep.json"))["runs"][0]["name"]
+    log = open(tmp_path / "s" / name / "launch.log").read()
+    assert "config.train.learning_rate=-1.0 is out of range" in log
+    with pytest.raises(ValueError, match="leaves no run with at least min_steps=20 steps"):
+        sweep.design(_grid(str(tmp_path / "t"), total_flops=1e3))
+    with pytest.raises(ValueError, match="config has no field 'train.stepz'"):
+        sweep.design(_grid(str(tmp_path / "t"), overrides="train.stepz=3"))
