@@ -1,0 +1,112 @@
+"""Search-and-learn end to end (tiny): outputs, per-phase timing, resume equivalence, compare."""
+
+import json
+import os
+
+import jax
+import numpy as np
+import pytest
+
+from train import compare, run_record
+from train import search_and_learn as sl
+from train.configs import search
+from train.metrics import read_jsonl
+
+# d1 model on 4-slot states with whole-number tokens (27 tokens): seconds per iteration on CPU.
+TINY = {"tokenizer.number_encoding": "whole", "tokenizer.whole_max": 60, "train.batch_size": 16,
+        "sl.iterations": 3, "sl.train_steps": 3, "sl.selfplay_batch": 16,
+        "sl.selfplay_simulations": 4, "sl.eval_every": 2, "eval.sets": "g24:test:16",
+        "eval.simulations": "2,4", "checkpoint.every": 1, "checkpoint.keep": 3}
+
+
+def tiny_config(**overrides):
+    c = search.get_config("runlocal")
+    for key, value in {**TINY, **overrides}.items():
+        section, field = key.split(".")
+        c[section][field] = value
+    return c
+
+
+def _restored(work: str):
+    state, step = sl._restore_numpy(work)
+    return state, step
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """One uninterrupted run and one interrupted after 1 iteration, then resumed."""
+    root = tmp_path_factory.mktemp("sl")
+    full, split = str(root / "full"), str(root / "split")
+    out_full = sl.train_and_evaluate(tiny_config(), full)
+    out_paused = sl.train_and_evaluate(tiny_config(), split, max_iterations=1)
+    out_split = sl.train_and_evaluate(tiny_config(), split)
+    return {"full": full, "split": split, "out_full": out_full, "out_paused": out_paused,
+            "out_split": out_split, "root": str(root)}
+
+
+def test_outputs_run_record_and_phase_timing(runs):
+    work = runs["full"]
+    assert runs["out_full"]["status"] == "completed" and runs["out_full"]["iteration"] == 3
+    rec = run_record.read_run_record(work)
+    assert set(run_record.REQUIRED_KEYS) <= set(rec)
+    assert rec["mode"] == "search_and_learn" and rec["steps"] == 9  # 3 iterations x 3 steps
+    assert rec["tokens"] == 9 * 16 * rec["seq_len"] and rec["train_flops"] > 0
+    methods = {(e["method"], e["simulations"]) for e in rec["search_evals"]}
+    assert methods == {(m, s) for m in ("mcts", "mcts_tree", "uniform_mcts", "uniform_mcts_tree")
+                       for s in (2, 4)}
+    for e in rec["search_evals"]:
+        assert e["split"] == "g24:test:16" and e["num_problems"] == 16
+        lo, hi = e["solve_rate_ci"]
+        assert 0 <= lo <= e["solve_rate"] <= hi <= 1
+        # n=4: 3 moves x (simulations + 1) evaluations per problem; uniform costs no FLOPs
+        assert e["evals_per_problem"] == 3 * (e["simulations"] + 1)
+        assert (e["search_flops_per_problem"] > 0) == e["method"].startswith("mcts")
+        if e["method"].endswith("_tree"):  # a played solution is also a solution in the tree
+            played = next(x for x in rec["search_evals"] if x["method"] == e["method"][:-5]
+                          and x["simulations"] == e["simulations"])
+            assert e["solve_rate"] >= played["solve_rate"]
+    assert rec["selfplay_search_flops"] > 0
+    # curve: untrained net (iteration 0), iteration 2 (eval_every) and the last one
+    assert [h["iteration"] for h in rec["history"]] == [0, 2, 3]
+    rows = read_jsonl(os.path.join(work, "metrics.jsonl"))
+    it_rows = [r for r in rows if r["step"] >= 1]
+    assert [r["step"] for r in it_rows] == [1, 2, 3]
+    for r in it_rows:
+        for phase in ("search", "relabel", "train", "save"):
+            assert r[f"time/{phase}_s"] >= 0
+        assert r["buffer/size"] > 0 and np.isfinite(r["train/loss"])
+    assert "time/eval_s" in it_rows[1] and "eval/g24:test:16/mcts/sims4" in it_rows[2]
+    assert it_rows[0]["buffer/size"] < it_rows[2]["buffer/size"]
+
+
+def test_resume_is_equivalent_to_an_uninterrupted_run(runs):
+    assert runs["out_paused"]["status"] == "paused"
+    a, step_a = _restored(runs["full"])
+    b, step_b = _restored(runs["split"])
+    assert step_a == step_b == 3
+    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
+        np.testing.assert_array_equal(x, y)  # params, optimizer, step, rng AND the buffer
+    assert int(a["buffer"]["size"]) > 0
+    ra, rb = (run_record.read_run_record(runs[k]) for k in ("full", "split"))
+    assert ra["search_evals"] == rb["search_evals"] and ra["history"] == rb["history"]
+
+
+def test_compare_two_runs(runs):
+    out = os.path.join(runs["root"], "cmp")
+    res = compare.main(tiny_config(), out, runs=[runs["full"], runs["split"]])
+    md = open(res["compare_md"]).read()
+    assert "| g24:test:16 | mcts | 4 |" in md and "| full |" in md and "| split |" in md
+    table = json.load(open(os.path.join(out, "compare.json")))
+    assert len(table["rows"]) == 8 and set(table["runs"]) == {"full", "split"}
+    assert os.path.getsize(res["curves"]) > 1000
+    with pytest.raises(FileNotFoundError, match="no run.json"):
+        compare.main(tiny_config(), out, runs=[out + "/missing"])
+
+
+def test_bad_config_fails_before_writing(tmp_path):
+    work = str(tmp_path / "w")
+    with pytest.raises(ValueError, match="class 'n5' has up to 5 numbers but states have n_max=4"):
+        sl.train_and_evaluate(tiny_config(**{"sl.curriculum": "g24,n5"}), work)
+    with pytest.raises(ValueError, match="config.init.source='x'"):
+        sl.train_and_evaluate(tiny_config(**{"init.source": "x"}), work)
+    assert not os.path.exists(work)

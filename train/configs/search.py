@@ -1,0 +1,94 @@
+r"""Search-and-learn on the Game of 24 from scratch (AlphaZero-style), minutes on 2 CPU cores.
+
+    python -m train.main --config=train/configs/search.py --workdir=runs/sl
+
+Should reach: the played-trajectory solve rate at 8 simulations on held-out ``g24`` test problems
+well above the uniform-prior MCTS baseline at 8 simulations (printed side by side at the end and
+in ``run.json``). Arguments (``--config=train/configs/search.py:arg=value,...``):
+``size=d<K>`` (model depth), ``iterations=N``, ``curriculum=g24,n5,n6`` (classes opened in order;
+states get as many slots as the largest class), ``relabel=false`` (hindsight off, for ablations),
+``init=supervised:<workdir>`` or ``init=hf:<dir>`` (start from a checkpoint instead of scratch),
+``runlocal`` (a seconds-long smoke test). Other modes read their sections of this config:
+``--mode=ttt`` (section ``ttt``), ``--mode=grpo`` (``grpo``), ``--mode=compare --runs=A,B``.
+
+Sections beyond ``common.base_config`` (zeros mean "derive it"):
+- ``sl``: iterations, self-play batch/simulations/considered actions/gumbel scale, train steps
+  per iteration (``train.steps`` is replaced by iterations x train_steps), replay buffer capacity,
+  curriculum classes + threshold, training-pool size per class, in-tree solutions as targets.
+- ``relabel``: hindsight ``enabled``, ``ratio`` (share of eligible unsolved episodes relabelled),
+  ``max_value`` (largest |target| relabelled; 0 = what the tokenizer encodes exactly).
+- ``eval``: ``sets`` (``search.eval`` split specs: "g24:test:100,n5:test:50", or "tot100" with
+  ``csv`` = the ToT 24.csv), ``simulations`` ("8,32"), ``gumbel_scale`` (0 = deterministic
+  search, as ``search.eval``), ``max_considered``, ``seed`` (search keys).
+- ``init``: ``source`` scratch | supervised | hf, ``path``.
+"""
+
+import ml_collections
+
+from train.configs import common
+
+DEFAULTS = {"size": "d2", "width": 64, "iterations": 24, "curriculum": "g24", "relabel": True,
+            "init": "", "runlocal": False}
+
+
+def add_sections(c: ml_collections.ConfigDict) -> None:
+    """The search-and-learn / ttt / grpo / compare sections with their CPU defaults."""
+    c.sl = ml_collections.ConfigDict(dict(
+        iterations=24, selfplay_batch=256, selfplay_simulations=32, max_considered=16,
+        gumbel_scale=1.0, train_steps=24, buffer_capacity=20000, curriculum="g24",
+        curriculum_threshold=0.6, train_problems=1000, tree_solutions=True, eval_every=4,
+        policy_targets="solutions"))
+    c.relabel = ml_collections.ConfigDict(dict(enabled=True, ratio=1.0, max_value=0))
+    c.eval = ml_collections.ConfigDict(dict(
+        sets="g24:test:100", csv="", simulations="8,32", gumbel_scale=0.0, max_considered=16,
+        seed=0))
+    c.init = ml_collections.ConfigDict(dict(source="scratch", path=""))
+    c.ttt = ml_collections.ConfigDict(dict(
+        source="", simulations=8, rollouts=8, epochs=4, lora_steps=8, lora_rank=4,
+        lora_alpha=8.0, learning_rate=3e-3, targets="wq,wv,w_up", batch_size=32))
+    c.grpo = ml_collections.ConfigDict(dict(
+        iterations=24, problems=32, group=8, temperature=1.0, steps_per_iter=4,
+        kl_coef=0.0, normalize=False, value_weight=1.0))
+    c.compare = ml_collections.ConfigDict(dict(runs=""))
+
+
+def apply_args(c: ml_collections.ConfigDict, args: dict) -> None:
+    common.apply_size(c, args["size"])
+    if args["width"]:  # a narrow deep net: 32-wide heads, 4x MLP (0 keeps the depth rule)
+        w = args["width"]
+        c.model.d_model, c.model.head_dim, c.model.mlp_dim = w, 32, 4 * w
+        c.model.num_heads = c.model.num_kv_heads = max(w // 32, 1)
+    c.sl.iterations = args["iterations"]
+    c.sl.curriculum = args["curriculum"]
+    c.relabel.enabled = args["relabel"]
+    if args["init"]:
+        source, _, path = args["init"].partition(":")
+        c.init.source, c.init.path = source, path
+    from search import problems  # states get as many slots as the largest class needs
+
+    names = [n for n in args["curriculum"].split(",") if n]
+    c.data.problem_class = names[0]
+    c.data.n_max = max(problems.get_class(n).n_range[1] for n in names)
+    if args["runlocal"]:
+        common.runlocal(c)
+        c.sl.iterations, c.sl.selfplay_batch, c.sl.selfplay_simulations = 2, 16, 4
+        c.sl.train_steps, c.sl.buffer_capacity, c.sl.train_problems = 3, 512, 40
+        c.sl.eval_every, c.eval.sets, c.eval.simulations = 1, "g24:test:8", "2,4"
+        c.grpo.iterations, c.grpo.problems, c.grpo.group = 2, 8, 4
+        c.ttt.rollouts, c.ttt.epochs, c.ttt.lora_steps = 2, 2, 2
+
+
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+    args = common.parse_arg(arg, DEFAULTS)
+    c = common.base_config()
+    c.name, c.mode = "search_and_learn", "search_and_learn"
+    add_sections(c)
+    # Whole-number tokens: one token per integer up to 200 (fractions as num / den), 27 tokens
+    # for 4 slots; every Game-of-24 intermediate except a few products fits.
+    c.tokenizer.number_encoding, c.tokenizer.whole_max = "whole", 200
+    c.train.batch_size, c.train.learning_rate, c.train.warmup_steps = 128, 3e-3, 20
+    c.train.min_lr_ratio = 0.3
+    c.checkpoint.every, c.checkpoint.keep = 4, 2
+    apply_args(c, args)
+    c.lock()
+    return c
