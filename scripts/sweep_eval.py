@@ -1,0 +1,137 @@
+r"""Search evals of finished sweep runs: solve rate vs simulations, appended to each run.json.
+
+    python scripts/sweep_eval.py --runs='runs/sweep_cpu/C*' --splits=g24:test:100 \
+        --methods=mcts --budgets=1,2,4,8,16
+
+For every run directory (``run.json`` + ``checkpoints/``) the network of the newest checkpoint is
+rebuilt from the run's own ``config.json`` (model and tokenizer exactly as trained, states with the
+run's ``Rules.n_max`` slots) and handed to ``search.eval.evaluate_run``, which writes
+``<run>/search_eval/`` and appends contract-8 ``search_evals`` entries to ``run.json``. A run whose
+``run.json`` already holds an entry for every requested (split, method, budget) is skipped, so the
+command is a cache like ``launch.sweep``: rerun it after more runs finish. All runs share one
+process, so JAX starts once.
+
+This glue lives in ``scripts/`` because it needs both ``train`` (config -> model, checkpoint
+reader) and ``search.eval``, and ``search/`` may not import ``train`` (DESIGN.md, layers).
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import json
+import os
+import sys
+import time
+from collections.abc import Sequence
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if REPO not in sys.path:  # `python scripts/sweep_eval.py` from anywhere
+    sys.path.insert(0, REPO)
+
+
+def load_run_model(workdir: str):
+    """(PolicyValueNet with the newest checkpoint's parameters, its Rules) of a train run."""
+    from flax import nnx
+
+    from nnx_models import PolicyValueNet, tokenizer
+    from train import checkpoint, data, steps
+
+    path = os.path.join(workdir, "config.json")
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{path} is missing; {workdir} is not a train.main run directory.")
+    with open(path, encoding="utf-8") as f:
+        cfg = json.load(f)
+    rules = data.problem_class(cfg).rules
+    tok = tokenizer.TokenizerConfig(n_max=rules.n_max, **cfg["tokenizer"])
+    model = PolicyValueNet(steps.model_config(cfg["model"], tok), tok, rngs=nnx.Rngs(0))
+    ck = checkpoint.Checkpointer(os.path.join(workdir, "checkpoints"), every=1, keep=1,
+                                 async_save=False)
+    step = ck.latest_step()
+    if step is None:
+        ck.close()
+        raise FileNotFoundError(f"{workdir}/checkpoints holds no checkpoint; train the run first.")
+    pure = _pure(ck.load_numpy(step)["params"])
+    ck.close()
+    params = nnx.state(model)
+    try:
+        params.replace_by_pure_dict(pure)
+    except (KeyError, ValueError, TypeError) as e:
+        raise ValueError(f"{workdir}: checkpoint {step} does not fit the model of its "
+                         f"config.json ({e}).") from e
+    nnx.update(model, params)
+    return model, rules
+
+
+def _pure(tree):
+    """A checkpoint's params as ``replace_by_pure_dict`` wants them: orbax gives list indices
+    (``nnx.List`` layers) as strings and keeps each Variable as ``{"value": array}``."""
+    if not isinstance(tree, dict):
+        return tree
+    if set(tree) == {"value"} and not isinstance(tree["value"], dict):
+        return tree["value"]
+    return {int(k) if isinstance(k, str) and k.isdigit() else k: _pure(v)
+            for k, v in tree.items()}
+
+
+def _done(workdir: str, splits: Sequence[str], methods: Sequence[str],
+          budgets: Sequence[int]) -> bool:
+    with open(os.path.join(workdir, "run.json"), encoding="utf-8") as f:
+        have = {(e["split"], e["method"], int(e["simulations"]))
+                for e in json.load(f).get("search_evals", [])}
+    return all((s, m, b) in have for s in splits for m in methods for b in budgets)
+
+
+def evaluate_runs(run_dirs: Sequence[str], splits: Sequence[str], methods: Sequence[str],
+                  budgets: Sequence[int], batch_size: int = 128,
+                  progress: bool = False) -> dict[str, str]:
+    """Evaluate every finished run of ``run_dirs``; returns {run dir: evaluated | cached | why}."""
+    from search import eval as search_eval
+
+    out = {}
+    for workdir in run_dirs:
+        if not os.path.isfile(os.path.join(workdir, "run.json")):
+            out[workdir] = "no run.json (not finished)"
+            continue
+        if _done(workdir, splits, methods, budgets):
+            out[workdir] = "cached"
+            continue
+        t0 = time.time()
+        model, rules = load_run_model(workdir)
+        net = search_eval.model_network(model, os.path.basename(os.path.normpath(workdir)))
+        search_eval.evaluate_run(workdir, net, splits, methods, budgets, n_max=rules.n_max,
+                                 opts=search_eval.SweepOptions(batch_size=batch_size),
+                                 progress=progress)
+        out[workdir] = f"evaluated in {time.time() - t0:.0f} s"
+        print(f"[sweep_eval] {workdir}: {out[workdir]}", flush=True)
+    return out
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--runs", required=True, help="glob of run directories")
+    p.add_argument("--splits", default="g24:test:100", help="comma list (search.eval splits)")
+    p.add_argument("--methods", default="mcts", help="comma list (search.eval methods)")
+    p.add_argument("--budgets", default="1,2,4,8,16", help="comma list of simulations")
+    p.add_argument("--batch_size", type=int, default=128, help="problems per jitted call")
+    a = p.parse_args(argv)
+    runs = sorted(d for d in glob.glob(a.runs) if os.path.isdir(d))
+    if not runs:
+        print(f"error: --runs={a.runs!r} matches no directory.", file=sys.stderr)
+        return 2
+    try:
+        budgets = [int(b) for b in a.budgets.split(",") if b.strip()]
+        status = evaluate_runs(runs, [s for s in a.splits.split(",") if s],
+                               [m for m in a.methods.split(",") if m], budgets, a.batch_size,
+                               progress=sys.stderr.isatty())
+    except (ValueError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    for workdir, s in status.items():
+        print(f"{workdir}: {s}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
