@@ -40,8 +40,9 @@ def test_config_files_locked_and_documented(path):
     c = _parse(["prog", f"--config={path}:runlocal", "--config.train.steps=7"])
     assert c.train.steps == 7 and c.is_locked
     doc = open(path).read().split('"""')[1].strip().splitlines()
-    command = next(line.strip() for line in doc if line.strip().startswith("python"))
-    assert command.startswith(f"python -m train.main --config=train/configs/{name}")
+    commands = [line.strip() for line in doc[1:6] if line.strip().startswith(("python", "bash"))]
+    assert any(c.startswith(f"python -m train.main --config=train/configs/{name}")
+               for c in commands), commands  # the docstring opens with how to run it
     with pytest.raises(AttributeError):
         c.train.stpes = 3  # locked: a typo is an error, not a new field
 

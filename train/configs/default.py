@@ -4,10 +4,10 @@ r"""Tiny CPU run: supervised policy/value training on Game-of-24 solver labels, 
     python -m train.main --config=train/configs/default.py:size=d2 --workdir=runs/d2
 
 Generates its datasets on first use under ``<workdir>/../data`` (1000 training problems of class
-``g24``, ~6k labelled states; 100 held-out ``val`` problems). A d1 model (d_model 64, ~0.07M
-non-embedding parameters) trains 1000 updates of 64 states: eval loss falls from ~4.0 (untrained)
-to ~3.6, mostly through the value head (value BCE 0.69 -> ~0.42), while the train policy top-1
-accuracy (the chosen move keeps the state solvable) rises from ~0.15 to ~0.5.
+``g24`` -> 5000 labelled states; 100 held-out ``val`` problems -> 500). A d1 model (d_model 64,
+66k non-embedding parameters, 83-token states) trains 1000 updates of 64 states. Measured (2-core
+CPU sandbox): eval loss 3.45 (untrained) -> 2.88, eval policy top-1 accuracy (the chosen move
+keeps the state solvable) 0.09 -> 0.47, value BCE 0.69 -> 0.55; ~29k tokens/s.
 Arguments: ``size=d<K>`` (depth K, d_model = 64*K) and ``runlocal`` (a 10-step smoke test).
 """
 
