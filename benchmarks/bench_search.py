@@ -7,10 +7,12 @@ r"""Batched jitted MCTS (``search.mcts``, mctx Gumbel) vs the bare network, and 
 Rows (same untrained ``nnx_models`` policy/value net, same 4-number Game-of-24 problems, n_max=4):
 - ``forward``: one jitted batched ``evaluate`` of B root states;
 - ``search``: one ``search.mcts`` search, S simulations, at batch B (S + 1 network calls);
-- ``search (uniform, no net)``: the same search with ``uniform_evaluate``: tree + game cost only.
+- ``search (uniform, no net)``: the same search with ``uniform_evaluate``: tree + game cost only;
+- ``S+1 forwards in one jit``: S + 1 dependent forwards in one ``lax.fori_loop`` (in-loop cost).
 overhead = t(search) / ((S + 1) * t(forward)); 1.0 is the physical limit (the search is nothing
 but network calls). ``python tree``: ``benchmarks.python_mcts`` (TS-LLM style: one batch-1 network
-call per simulation) on a few problems; speedup = batched simulations/s / Python simulations/s.
+call per simulation) on a few problems (best of ``--repeats``); speedup = batched simulations/s /
+Python simulations/s, with the network and with ``uniform_evaluate`` (the search machinery alone).
 Timing: compile excluded (one warm-up call), then best of ``--repeats`` calls, the forward and
 the search interleaved so that machine load hits both alike. JSON goes to ``--out``.
 """
@@ -18,9 +20,10 @@ the search interleaved so that machine load hits both alike. JSON goes to ``--ou
 from __future__ import annotations
 
 import argparse
-import time
+import functools
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
@@ -48,14 +51,12 @@ def run(batch: int, sims: int, depth: int, repeats: int, python_problems: int) -
     search = mcts.make_search(evaluate, rules, scfg)
     uniform = mcts.make_search(baselines.uniform_evaluate(rules), rules, scfg)
     rng = jax.random.PRNGKey(0)
+    loop = jax.jit(functools.partial(_forward_loop, evaluate=evaluate, n=sims + 1))
     calls = {"forward": lambda: jax.block_until_ready(fwd(params, state)),
+             f"{sims + 1} forwards in one jit": lambda: jax.block_until_ready(loop(params, state)),
              "search": lambda: jax.block_until_ready(search(params, rng, state)),
              "search (uniform, no net)": lambda: jax.block_until_ready(uniform(None, rng, state))}
-    compile_s = {}
-    for name, fn in calls.items():
-        t0 = time.perf_counter()
-        fn()
-        compile_s[name] = time.perf_counter() - t0
+    compile_s = {name: common.best_time(fn, 1)[0] for name, fn in calls.items()}  # first call
     best = {name: (float("inf"), float("inf")) for name in calls}
     for _ in range(repeats):  # interleaved best-of-k
         for name, fn in calls.items():
@@ -70,10 +71,10 @@ def run(batch: int, sims: int, depth: int, repeats: int, python_problems: int) -
                         ("uniform, no net", baselines.uniform_evaluate(rules), None)):
         py = PythonMCTS(ev, p, rules)
         py.run(probs[0].numbers, 24, 2)  # compile the batch-1 evaluate
-        py.calls, t0 = 0, time.perf_counter()
-        for q in probs[:python_problems]:
-            py.run(q.numbers, q.target, sims)
-        wall = time.perf_counter() - t0
+        py.calls = 0
+        wall = common.best_time(lambda py=py: [py.run(q.numbers, q.target, sims)
+                                               for q in probs[:python_problems]], repeats)[0]
+        py.calls //= repeats
         batched = batch * sims / (t_search if name == "network" else t_uni)
         python[name] = dict(problems=python_problems, simulations=python_problems * sims,
                             network_calls=py.calls, wall_s=wall,
@@ -85,10 +86,21 @@ def run(batch: int, sims: int, depth: int, repeats: int, python_problems: int) -
         times_s={k: v[0] for k, v in best.items()}, cpu_times_s={k: v[1] for k, v in best.items()},
         compile_s=compile_s, forward_batch1_s=t_fwd1,
         overhead=t_search / ((sims + 1) * t_fwd), tree_and_game_fraction=t_uni / t_search,
+        overhead_vs_forward_loop=t_search / best[f"{sims + 1} forwards in one jit"][0],
         # Batched states/s over batch-1 states/s of the bare network: what any search that makes
         # one network call per simulation can gain from batching on this machine.
         forward_batching_gain=batch * t_fwd1 / t_fwd, python_tree=python,
         device=jax.devices()[0].device_kind, device_count=jax.device_count())
+
+
+def _forward_loop(params, state, evaluate, n: int):
+    """n dependent forwards (each target depends on the previous output: nothing is hoisted)."""
+
+    def body(_, acc_B):
+        st = state.replace(target_num=state.target_num + (acc_B > 1e9).astype(jnp.int32))
+        return acc_B + evaluate(params, st)[1]
+
+    return jax.lax.fori_loop(0, n, body, jnp.zeros(state.num.shape[:1]))
 
 
 def _best(fn, repeats: int) -> float:
@@ -116,6 +128,7 @@ def main(argv=None) -> dict:
     for k, v in r["times_s"].items():
         print(f"{k:28s} {v:12.4f} {r['cpu_times_s'][k]:10.3f} {r['compile_s'][k]:10.1f}")
     print(f"overhead = search / ((S+1) * forward)  = {r['overhead']:.3f}   (target <= 1.5)")
+    print(f"search / (S+1 forwards in one jit)      = {r['overhead_vs_forward_loop']:.3f}")
     print(f"tree + game share of the search time    = {r['tree_and_game_fraction']:.3f}")
     print(f"forward at batch 1: {r['forward_batch1_s'] * 1e3:.2f} ms; batching gain of the bare "
           f"network (states/s at B over states/s at 1) = {r['forward_batching_gain']:.1f}x")

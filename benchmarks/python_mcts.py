@@ -3,7 +3,8 @@
 
 One problem at a time, a tree of Python ``Node`` objects, PUCT selection, and ONE network call per
 simulation at batch size 1 (the same jitted ``evaluate`` the batched search uses, contract 6).
-The game is stepped on the host with exact Fractions; terminal children cost no network call.
+The game is stepped on the host with exact Fractions. A simulation that ends on a terminal node
+still makes its network call (the batched search evaluates every expanded child too).
 """
 
 from __future__ import annotations
@@ -86,7 +87,11 @@ class PythonMCTS:
             while node.children and not node.terminal:
                 node = node.children[self._select(node)]
                 path.append(node)
-            value = 0.0 if node.terminal else self._expand(node, target)
+            if node.terminal:  # still one network call, as the batched search makes
+                self.evaluate(self.params, self._state(node.values, target))[1].block_until_ready()
+                self.calls, value = self.calls + 1, 0.0
+            else:
+                value = self._expand(node, target)
             for n in reversed(path):  # value of a node = reward into it + value below it
                 n.visits += 1
                 n.value_sum += value

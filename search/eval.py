@@ -165,6 +165,15 @@ class SweepOptions:
     sample_temperature: float = 1.0
     seed: int = 0
 
+    def __post_init__(self):
+        for name in ("batch_size", "max_num_considered_actions", "beam_expand", "dfs_expand"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"SweepOptions.{name}={getattr(self, name)} is out of range; "
+                                 "allowed >= 1.")
+        if self.sample_temperature < 0:
+            raise ValueError(f"SweepOptions.sample_temperature={self.sample_temperature} is out "
+                             "of range; allowed >= 0 (0 = greedy).")
+
 
 def _batched_fn(method: str, budget: int, net: Network, rules: game.Rules, o: SweepOptions,
                 mesh):
@@ -306,6 +315,8 @@ def plot(entries: Sequence[dict], split: str, path: str) -> None:
             err = np.clip([[e["solve_rate"] - e["solve_rate_ci"][0],
                             e["solve_rate_ci"][1] - e["solve_rate"]] for e in es], 0, 1).T
             ax.errorbar(x, y, yerr=err, marker="o", capsize=2, label=method)
+        if not ax.lines:
+            ax.text(0.5, 0.5, "no method with FLOP costs", ha="center", transform=ax.transAxes)
         ax.set(xscale="log", xlabel=label, ylabel="solve rate", ylim=(-0.02, 1.02), title=split)
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=7)

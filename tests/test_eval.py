@@ -38,6 +38,8 @@ def test_split_and_input_errors(tmp_path):
         ev.evaluate_run(str(tmp_path), net, ["g24:test:2"], budgets=[0, 1])
     with pytest.raises(ValueError, match="unknown"):
         ev.evaluate_run(str(tmp_path), net, ["g24:test:2"], methods=["astar"])
+    with pytest.raises(ValueError, match="batch_size=0"):
+        ev.SweepOptions(batch_size=0)
     with pytest.raises(ValueError, match="--model='gpt5'"):
         ev.load_network("gpt5")
     assert not os.listdir(tmp_path)  # nothing half-written
