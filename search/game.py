@@ -163,27 +163,37 @@ def new_state(numbers: Sequence[Sequence[int]], targets: Sequence, rules: Rules)
 # ----------------------------------------------------------------------------- arithmetic
 
 
-def _gcd(x: jax.Array, y: jax.Array) -> jax.Array:
-    """gcd(|x|, |y|) (0 for 0, 0) by the binary (Stein) algorithm.
+GCD_STEPS = 30  # enough for every legal result (proof in _gcd_bounded)
 
-    Why not ``jnp.gcd``: its Euclid loop needs integer remainders, which CPUs do not vectorise;
-    shifts and subtractions do, and this is ~4x faster on CPU. Inputs must satisfy |.| < 2**31.
+
+def _tz(v: jax.Array) -> jax.Array:
+    """Trailing zero bits of v > 0 (32 for v == 0)."""
+    return jax.lax.population_count((v & -v) - 1)
+
+
+def _gcd_bounded(x: jax.Array, y: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """(g, exact): g = gcd(x, y) wherever ``exact``; 0 <= x < 2**31, 1 <= y < 2**31.
+
+    Binary (Stein) gcd unrolled to a fixed GCD_STEPS iterations: shifts, min and abs vectorise on
+    CPU (integer remainders do not) and the whole loop fuses into one kernel, with no
+    data-dependent ``while_loop`` (one ``any`` reduction and several kernels per iteration).
+
+    Why GCD_STEPS iterations suffice for what the engine needs: at iteration k, x_k and y_k are odd
+    multiples of h, the odd part of g = gcd(x, y), and each iteration at least halves x_k * y_k,
+    starting from x_1 * y_1 <= (x / g) * (y / g) * h**2. An iteration that does not finish has
+    x_k != y_k, so x_k * y_k >= 3 h**2. For a *legal* result both x / g and y / g are <= max_abs
+    <= 2**15 - 1, so 3 * 2**(k - 1) <= max_abs**2 < 2**30 and every iteration from k = 30 on
+    finishes. Hence ``exact`` is False only for results that are out of range anyway, and the
+    legality decision stays exact (tests/test_game.py checks it against Fractions).
     """
-    x, y = jnp.abs(x), jnp.abs(y)
-    tz = lambda v: jax.lax.population_count((v & -v) - 1)  # trailing zero bits of v > 0
-    shift = tz(x | y)
+    shift = _tz(x | y)
     x_zero = x == 0
     x, y = jnp.where(x_zero, y, x), jnp.where(x_zero, 0, y)
-    x = x >> tz(x)  # x odd from here on (or 0 when both inputs are 0)
-
-    def body(xy):
-        x, y = xy
-        live = y != 0
-        y = jnp.where(live, y >> tz(y), 0)  # y odd
-        return jnp.where(live, jnp.minimum(x, y), x), jnp.abs(x - y) * live  # even difference
-
-    x, _ = jax.lax.while_loop(lambda xy: jnp.any(xy[1] != 0), body, (x, y))
-    return jnp.where(x == 0, 0, x << shift)
+    x = x >> _tz(x)  # odd
+    for _ in range(GCD_STEPS):
+        y = y >> _tz(y)  # odd, or 0 >> 32 = 0 once finished
+        x, y = jnp.minimum(x, y), jnp.abs(x - y)  # finished: (h, 0), then (0, h) for good
+    return (x + y) << shift, (x == 0) | (y == 0)
 
 
 def _raw_ops(an, ad, bn, bd):
@@ -199,23 +209,36 @@ def _raw_ops(an, ad, bn, bd):
     return num, den
 
 
-def _reduce(num, den, rules: Rules):
-    """Reduce num/den (den > 0, gcd 1) and check legality: (num, den, ok)."""
+def _reduce(num, den, rules: Rules, allowed=None):
+    """Reduce num/den and check legality: (num, den, ok & allowed); (0, 1) where not ok.
+
+    The quotients by the gcd are computed in float32: a legal quotient is <= max_abs < 2**15, so
+    float32's relative error (< 2**-21 here) rounds away. The range checks compare
+    |num| <= (max_abs + 1/2) * g in float32, which is exact too: |num| / g is an integer, so the
+    margin is >= g / 2, far above the rounding error. ``rd`` is the root of one division with
+    ``ok`` folded in and ``rn = num * rd / den`` does not need g: XLA keeps divisions out of the
+    fusions that consume them, so the gcd runs once per result instead of once per consumer.
+    """
     nonzero_den = den != 0
-    den = jnp.where(nonzero_den, den, 1)
-    sign = jnp.where(den < 0, -1, 1)
-    num, den = num * sign, den * sign
-    g = jnp.maximum(_gcd(num, den), 1)
-    num, den = jax.lax.div(num, g), jax.lax.div(den, g)  # exact: truncation is cheaper than //
-    ok = nonzero_den & (jnp.abs(num) <= rules.max_abs) & (den <= rules.max_abs)
+    num = jnp.where(den < 0, -num, num)
+    den = jnp.where(nonzero_den, jnp.abs(den), 1)
+    g, exact = _gcd_bounded(jnp.abs(num), den)
+    numf, denf, gf = num.astype(jnp.float32), den.astype(jnp.float32), g.astype(jnp.float32)
+    bound = (rules.max_abs + 0.5) * gf
+    ok = nonzero_den & exact & (jnp.abs(numf) <= bound) & (denf <= bound)
     if not rules.fractions:
-        ok &= (den == 1) & (num > 0)
-    return num, den, ok
+        ok &= (den == g) & (num > 0)
+    if allowed is not None:
+        ok &= allowed
+    rdf = jnp.where(ok, denf, 0.0) / jnp.maximum(gf, 1.0)  # 0 where illegal
+    rnf = (numf * rdf) / denf
+    rd = jnp.round(rdf).astype(jnp.int32)
+    return jnp.round(rnf).astype(jnp.int32), jnp.maximum(rd, 1), rd > 0
 
 
-def _op_results(an, ad, bn, bd, rules: Rules):
+def _op_results(an, ad, bn, bd, rules: Rules, allowed=None):
     """Exact results of the six ops on broadcastable operands: (num, den, ok), each [..., 6]."""
-    return _reduce(*_raw_ops(an, ad, bn, bd), rules)
+    return _reduce(*_raw_ops(an, ad, bn, bd), rules, allowed)
 
 
 def _pair_operands(state: State, rules: Rules):
@@ -227,10 +250,12 @@ def _pair_operands(state: State, rules: Rules):
 
 
 def all_results(state: State, rules: Rules):
-    """Results of every action: (num, den, ok), each [..., A]. ok ignores terminality."""
+    """Results of every action: (num, den, ok), each [..., A]; num/den = 0/1 where not ok.
+
+    ok ignores terminality.
+    """
     an, ad, bn, bd, both_live = _pair_operands(state, rules)
-    num, den, ok = _op_results(an, ad, bn, bd, rules)  # [..., P, 6]
-    ok &= both_live[..., None]
+    num, den, ok = _op_results(an, ad, bn, bd, rules, both_live[..., None])  # [..., P, 6]
     flat = lambda x: x.reshape(x.shape[:-2] + (rules.num_actions,))
     return flat(num), flat(den), flat(ok)
 
@@ -276,6 +301,35 @@ def reward(state: State, rules: Rules) -> jax.Array:
     return is_solved(state, rules).astype(jnp.float32)
 
 
+@functools.cache
+def _slot_codes(n_max: int) -> np.ndarray:
+    """int32[A, N]: 1 at slot i and 2 at slot j of each action, else 0."""
+    ij = np.repeat(pair_table(n_max), NUM_OPS, axis=0)
+    codes = np.zeros((len(ij), n_max), np.int32)
+    codes[np.arange(len(ij)), ij[:, 0]] = 1
+    codes[np.arange(len(ij)), ij[:, 1]] = 2
+    return codes
+
+
+def _decode(action: jax.Array, n_max: int):
+    """Traced twin of decode_action (in-range actions): (i, j, op), elementwise arithmetic."""
+    pair = jax.lax.div(action, NUM_OPS)  # action >= 0: truncation is floor
+    op = action - pair * NUM_OPS
+    i = jnp.zeros_like(pair)
+    for k in range(1, n_max - 1):  # i = number of rows k >= 1 whose first pair index <= pair
+        i += (pair >= k * n_max - k * (k + 1) // 2).astype(jnp.int32)
+    j = pair - ((i * (2 * n_max - 1 - i)) >> 1) + i + 1
+    return i, j, op
+
+
+def _at(x: jax.Array, slot: jax.Array) -> jax.Array:
+    """x[..., slot] by a select chain over the N slots (a gather would not vectorise on CPU)."""
+    out = x[..., 0]
+    for k in range(1, x.shape[-1]):
+        out = jnp.where(slot == k, x[..., k], out)
+    return out
+
+
 def step(state: State, action: jax.Array, rules: Rules) -> State:
     """Play ``action`` (int32[...]) in every state. Only the chosen op's result is reduced.
 
@@ -283,23 +337,28 @@ def step(state: State, action: jax.Array, rules: Rules) -> State:
     terminal state) sets ``failed``: the episode is over and unsolved. The numbers are then left
     unchanged.
     """
+    action = jnp.asarray(action, jnp.int32)
     in_range = (action >= 0) & (action < rules.num_actions)
     action = jnp.where(in_range, action, 0)
-    pairs = jnp.asarray(pair_table(rules.n_max))
-    ij = pairs[action // NUM_OPS]  # [..., 2]
-    op = action % NUM_OPS
-    get = lambda x, k: jnp.take_along_axis(x, ij[..., k : k + 1], axis=-1)[..., 0]
-    num6, den6 = _raw_ops(get(state.num, 0), get(state.den, 0),
-                          get(state.num, 1), get(state.den, 1))
-    pick = lambda x: jnp.take_along_axis(x, op[..., None], axis=-1)[..., 0]
-    rn, rd, ok = _reduce(pick(num6), pick(den6), rules)  # reduce only the chosen op's result
+    i, j, op = _decode(action, rules.n_max)
+    an, ad, bn, bd = _at(state.num, i), _at(state.den, i), _at(state.num, j), _at(state.den, j)
+    cross_ab, cross_ba = an * bd, bn * ad  # the chosen op only (same formulas as _raw_ops)
+    num = jnp.select(
+        [op == 0, op == 1, op == 2, op == 3, op == 4],
+        [cross_ab + cross_ba, an * bn, cross_ab - cross_ba, cross_ba - cross_ab, cross_ab],
+        cross_ba,
+    )
+    den = jnp.select([op < 4, op == 4], [ad * bd, ad * bn], bd * an)
     # A legal chosen move means some move exists, so only failed/solved can make the state terminal:
-    # this skips computing all A results (is_terminal) inside every step.
-    ok &= in_range & get(state.live, 0) & get(state.live, 1)
-    ok &= ~state.failed & ~is_solved(state, rules)
-    slots = jnp.arange(rules.n_max)
-    into_i = (slots == ij[..., :1]) & ok[..., None]
-    kill_j = (slots == ij[..., 1:]) & ok[..., None]
+    # this skips computing all A results (is_terminal) inside every step. Under use_all a solved
+    # state has one live number, so the two-live-slots check already covers it.
+    allowed = in_range & _at(state.live, i) & _at(state.live, j) & ~state.failed
+    if not rules.use_all:
+        allowed &= ~is_solved(state, rules)
+    rn, rd, ok = _reduce(num, den, rules, allowed)
+    code = jnp.asarray(_slot_codes(rules.n_max))[action]  # [..., N]; a gather: computed once
+    into_i = (code == 1) & ok[..., None]
+    kill_j = (code == 2) & ok[..., None]
     return state.replace(
         num=jnp.where(into_i, rn[..., None], jnp.where(kill_j, 0, state.num)),
         den=jnp.where(into_i, rd[..., None], jnp.where(kill_j, 1, state.den)),
