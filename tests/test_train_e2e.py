@@ -58,8 +58,9 @@ def _files_digest(root: str) -> dict[str, str]:
     return out
 
 
-RUN = {"train.steps": 300, "train.log_every": 10, "train.eval_every": 100,
-       "checkpoint.every": 20, "checkpoint.keep": 20}
+# 300 updates of 2 accumulated micro-batches of 16 (resume must restore the micro-step position).
+RUN = {"train.steps": 300, "train.grad_accum_steps": 2, "train.log_every": 10,
+       "train.eval_every": 100, "checkpoint.every": 20, "checkpoint.keep": 20}
 
 
 @pytest.fixture(scope="module")
@@ -79,15 +80,15 @@ def test_end_to_end_loss_falls_outputs_nan_stop(reference, data_dir):
     assert np.mean([r["train/loss"] for r in train[-3:]]) < 0.85 * train[0]["train/loss"]
     evals = [r for r in rows if "eval/loss" in r]
     assert [r["step"] for r in evals] == [0, 100, 200, 300]
-    # Held-out problems: 60 training problems generalise a little (train loss falls much more).
-    assert evals[-1]["eval/loss"] < 0.99 * evals[0]["eval/loss"]  # vs the untrained model
+    # Held-out problems: 60 training problems generalise a little, then overfit (~40 epochs).
+    assert min(r["eval/loss"] for r in evals[1:]) < 0.95 * evals[0]["eval/loss"]
     assert {"train/grad_norm", "train/learning_rate", "perf/tokens_per_s", "time/train_s",
             "train/policy_acc", "train/value_acc", "eval/policy_acc"} <= set(rows[-1])
     assert glob.glob(os.path.join(work, "tb", "events.out.tfevents.*"))
     assert glob.glob(os.path.join(work, "tb", "plugins", "profile", "*", "*.xplane.pb"))
     rec = json.load(open(os.path.join(work, "run.json")))
     assert set(REQUIRED_KEYS) <= set(rec) and rec["steps"] == 300 and rec["status"] == "completed"
-    assert rec["tokens"] == 300 * 16 * rec["seq_len"] == 300 * 16 * 27
+    assert rec["tokens"] == 300 * 2 * 16 * rec["seq_len"] == 300 * 2 * 16 * 27
     assert rec["train_flops"] == rec["tokens"] * rec["flops_per_token"]
     assert rec["final_metrics"]["eval/loss"] == pytest.approx(out["eval/loss"])
     assert len(os.listdir(os.path.join(work, "checkpoints"))) == 15  # 20, 40, ..., 300

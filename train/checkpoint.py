@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import socket
 import threading
 from typing import Any
 
@@ -52,7 +53,8 @@ def ensure_writable(workdir: str, create: bool = True) -> None:
         return
     try:
         os.makedirs(path, exist_ok=True)
-        probe = os.path.join(path, f".write_probe_{os.getpid()}")
+        # Host name + pid: processes of a multi-host run probe the same shared directory.
+        probe = os.path.join(path, f".write_probe_{socket.gethostname()}_{os.getpid()}")
         with open(probe, "w", encoding="utf-8") as f:
             f.write("ok")
         os.remove(probe)
