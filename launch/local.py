@@ -26,7 +26,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TextIO
 
 from absl import app, flags
@@ -188,12 +188,18 @@ def main(argv: Sequence[str] | None = None) -> None:
     cache = flags.DEFINE_string("compilation_cache_dir", None,
                                 "JAX persistent compilation cache shared by the processes.")
 
+    run_cli(lambda args: launch(
+        args, num.value, dev.value, module=module.value, timeout_s=timeout.value,
+        init_timeout_s=init_timeout.value, kill_grace_s=grace.value, port=port.value,
+        log_dir=log_dir.value, compilation_cache_dir=cache.value), argv)
+
+
+def run_cli(fn: Callable[[list[str]], int], argv: Sequence[str] | None) -> None:
+    """``app.run`` of ``fn(positional args) -> exit status``; ValueError -> message, status 2."""
+
     def run(args: list[str]) -> None:
         try:
-            code = launch(args[1:], num.value, dev.value, module=module.value,
-                          timeout_s=timeout.value, init_timeout_s=init_timeout.value,
-                          kill_grace_s=grace.value, port=port.value, log_dir=log_dir.value,
-                          compilation_cache_dir=cache.value)
+            code = fn(args[1:])
         except ValueError as e:
             print(f"error: {e}", file=sys.stderr)
             code = 2

@@ -237,7 +237,7 @@ def main_run(grid: Mapping[str, Any], backend: str, extra: Sequence[str], *,
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    from absl import app, flags
+    from absl import flags
     from ml_collections import config_flags
 
     grid = config_flags.DEFINE_config_file("grid", None, "Grid config (launch/sweeps/*.py).",
@@ -250,17 +250,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     sbatch_args = flags.DEFINE_list("sbatch_args", [], "slurm: extra sbatch options.")
     flags.mark_flags_as_required(["grid"])
 
-    def run(args: list[str]) -> None:
-        try:
-            code = main_run(grid.value, backend.value, args[1:], num_processes=num.value,
-                            devices_per_process=dev.value, submit=submit.value,
-                            max_parallel=par.value, sbatch_args=sbatch_args.value)
-        except ValueError as e:
-            print(f"error: {e}", file=sys.stderr)
-            code = 2
-        sys.exit(code)
-
-    app.run(run, argv)
+    local.run_cli(lambda args: main_run(
+        grid.value, backend.value, args, num_processes=num.value, devices_per_process=dev.value,
+        submit=submit.value, max_parallel=par.value, sbatch_args=sbatch_args.value), argv)
 
 
 if __name__ == "__main__":
