@@ -1,13 +1,10 @@
-r"""SmolLM2-360M shapes (Llama architecture) as the policy/value network; a GPU/TPU run.
+r"""SmolLM2-360M shapes (32 layers, width 960, GQA 15/5 heads): 318M non-embedding parameters.
 
     python -m train.main --config=train/configs/smollm2_360m.py --workdir=runs/smollm2_360m
-    python -m train.main --config=train/configs/smollm2_360m.py:runlocal --workdir=/tmp/s360m
 
-Trains on solver labels of 4-number problems (class `g24`, 20k problems) with bf16 compute and
-fp32 master weights, parameters sharded over `fsdp` (all devices). It should reach a lower
-`eval/loss` than the depth-scaled models of `default.py` at equal tokens. The vocabulary is the
-game tokenizer's (tens of tokens), not SmolLM2's 49152, so embedding parameters are small.
-Argument: `runlocal` (10 steps, batch 8; slow on CPU at this size, for wiring checks only).
+Batch 256, 20k updates at 1.9e9 training FLOPs per token position (~8.2e17 in all, 83-token
+states); parameters, gradients and Adam moments (~5 GB in fp32) shard over ``fsdp``, so one
+80 GB GPU or a few smaller ones fit. ``common.smollm2_config`` holds the shared settings.
 """
 
 import ml_collections
