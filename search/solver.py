@@ -60,29 +60,36 @@ def _op_keys(x: int, y: int, fractions: bool, max_abs: int) -> list[int | None]:
     """The six results (OPS order) of packed x op packed y; None where illegal."""
     an, ad, bn, bd = x >> _SHIFT, x & _DEN_MASK, y >> _SHIFT, y & _DEN_MASK
     if ad == 1 and bd == 1:  # integers (most values): no cross products, gcd only for division
-        pairs = ((an + bn, 1), (an * bn, 1), (an - bn, 1), (bn - an, 1), (an, bn), (bn, an))
-    else:
-        p, q, dd = an * bd, bn * ad, ad * bd
-        pairs = ((p + q, dd), (an * bn, dd), (p - q, dd), (q - p, dd), (p, ad * bn), (q, bd * an))
-    out: list[int | None] = []
-    for num, den in pairs:
-        if den <= 0:
-            if den == 0:
-                out.append(None)
-                continue
-            num, den = -num, -den
-        if den != 1:
-            g = gcd(num, den)
-            num, den = num // g, den // g
-        if (
-            den > max_abs
-            or not -max_abs <= num <= max_abs
-            or (not fractions and (den != 1 or num <= 0))
-        ):
-            out.append(None)
-        else:
-            out.append((num << _SHIFT) | den)
-    return out
+        s, p, d = an + bn, an * bn, an - bn
+        lo = -max_abs if fractions else 1
+        return [
+            (s << _SHIFT) | 1 if lo <= s <= max_abs else None,
+            (p << _SHIFT) | 1 if lo <= p <= max_abs else None,
+            (d << _SHIFT) | 1 if lo <= d <= max_abs else None,
+            (-d << _SHIFT) | 1 if lo <= -d <= max_abs else None,
+            _frac_key(an, bn, fractions, max_abs) if bn else None,
+            _frac_key(bn, an, fractions, max_abs) if an else None,
+        ]
+    p, q, dd = an * bd, bn * ad, ad * bd
+    return [
+        _frac_key(p + q, dd, fractions, max_abs),
+        _frac_key(an * bn, dd, fractions, max_abs),
+        _frac_key(p - q, dd, fractions, max_abs),
+        _frac_key(q - p, dd, fractions, max_abs),
+        _frac_key(p, ad * bn, fractions, max_abs) if bn else None,
+        _frac_key(q, bd * an, fractions, max_abs) if an else None,
+    ]
+
+
+def _frac_key(num: int, den: int, fractions: bool, max_abs: int) -> int | None:
+    """Packed key of num/den (den != 0) reduced, or None if out of range / not allowed."""
+    g = gcd(num, den)
+    if den < 0:
+        g = -g
+    num, den = num // g, den // g
+    if den > max_abs or not -max_abs <= num <= max_abs or (not fractions and (den != 1 or num <= 0)):
+        return None
+    return (num << _SHIFT) | den
 
 
 def _ops_np(xs: np.ndarray, ys: np.ndarray, fractions: bool, max_abs: int):
