@@ -11,7 +11,11 @@ Rows (states per second, best of ``--repeats``):
 - ``legal_mask``: all A=168 legal flags of every state (what expanding a search node needs).
 The actions are random legal moves drawn once; both engines play the same ones, and the final
 states are compared exactly before any number is printed. The Python engine is timed on
-``--ref_states`` states and reported per state (no extrapolation in the rate).
+``--ref_states`` states and reported per state (no extrapolation in the rate). A ``step`` "state"
+is one state transition: B * (n - 1) of them per JAX call, each Python transition builds the
+exact ``Fraction`` result, checks its range and copies the slot list.
+Also printed: the per-call dispatch overhead (a jitted call that adds 1 to the int32[B] ``moves``
+array: launch, one tiny kernel, result buffer), which is included in the JAX times above.
 """
 
 from __future__ import annotations
@@ -113,6 +117,9 @@ def main(argv=None) -> dict:
     jax.block_until_ready((play(state0, acts), legal(state0)))  # compile outside the timings
     t_jax_step = _best_wall(lambda: jax.block_until_ready(play(state0, acts)), args.repeats)
     t_jax_legal = _best_wall(lambda: jax.block_until_ready(legal(state0)), args.repeats)
+    bump = jax.jit(lambda m: m + 1)  # the per-call floor: dispatch + one tiny kernel
+    jax.block_until_ready(bump(state0.moves))
+    t_dispatch = _best_wall(lambda: jax.block_until_ready(bump(state0.moves)), 4 * args.repeats)
 
     pairs = [tuple(p) for p in game.pair_table(rules.n_max).tolist()]
     start = [
@@ -164,6 +171,10 @@ def main(argv=None) -> dict:
         print(
             f"{r['op']:<12}{r['jax_states_per_s']:>16.3g}{r['python_states_per_s']:>18.3g}{r['ratio']:>9.0f}x"
         )
+    print(
+        f"per JAX call: step (scan of {moves} moves) {t_jax_step * 1e3:.3f} ms, legal_mask "
+        f"{t_jax_legal * 1e3:.3f} ms, dispatch overhead {t_dispatch * 1e6:.0f} us"
+    )
     out = {
         "benchmark": "bench_game",
         "batch": args.batch,
@@ -173,6 +184,9 @@ def main(argv=None) -> dict:
         "device": jax.devices()[0].device_kind,
         "device_count": jax.device_count(),
         "rows": rows,
+        "jax_step_call_s": t_jax_step,
+        "jax_legal_call_s": t_jax_legal,
+        "dispatch_overhead_s": t_dispatch,
     }
     return write_json(out, args.out)
 
