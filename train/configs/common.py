@@ -118,12 +118,14 @@ def smollm2_config(preset: str, arg: str | None, batch_size: int, learning_rate:
     """The SmolLM2-shaped GPU/TPU runs (``smollm2_*.py``): 20k problems of ``g4_t100`` (4 numbers,
     targets 1..100; g24's 1112 training problems would be memorised at once at these sizes, and
     the split hash keeps g24's val/test problems out), 8-slot states, bf16 compute with fp32
-    master weights, ZeRO-3 over all devices; ``runlocal`` shrinks to a CPU smoke test."""
+    master weights, scanned layers, ZeRO-3 over all devices; ``runlocal`` shrinks to a CPU smoke
+    test (fp32, few steps)."""
     args = parse_arg(arg, {"runlocal": False})
     c = base_config()
     c.name = preset
     c.model.preset = preset
     c.model.dtype, c.model.param_dtype = "bfloat16", "float32"  # bf16 compute, fp32 master
+    c.model.scan_layers = True  # one compiled block for 24-32 layers
     c.data.problem_class = "g4_t100"
     c.data.num_problems, c.data.eval_num_problems, c.data.eval_batches = 20000, 1000, 8
     c.train.steps, c.train.batch_size, c.train.learning_rate = steps, batch_size, learning_rate
