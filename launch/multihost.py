@@ -202,9 +202,9 @@ def initialize(plan: Plan) -> None:
         _check_agreement(plan)
     finally:
         watchdog.cancel()
-    logging.info("multihost (%s): process %d of %d, %d local / %d global devices, %.1f s",
-                 plan.method, jax.process_index(), jax.process_count(), jax.local_device_count(),
-                 jax.device_count(), time.monotonic() - t0)
+    logging.info("multihost (%s): process %d of %d (pid %d), %d local / %d global devices, "
+                 "connected in %.1f s", plan.method, jax.process_index(), jax.process_count(),
+                 os.getpid(), jax.local_device_count(), jax.device_count(), time.monotonic() - t0)
 
 
 def _check_agreement(plan: Plan) -> None:

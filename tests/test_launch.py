@@ -3,7 +3,8 @@
 import io
 import json
 import os
-import shutil
+import re
+import signal
 import subprocess
 import sys
 
@@ -54,9 +55,21 @@ def _trajectory(workdir: str) -> dict[int, dict]:
             for r in read_jsonl(os.path.join(workdir, "metrics.jsonl"))}
 
 
-def test_two_processes_equal_one_process_and_resume(tmp_path, data_dir):
-    """2 x 4 devices == 1 x 8 devices; a relaunch after losing update 4 resumes from update 2
-    on both processes and reproduces updates 3-4."""
+class _PreemptProcess1(io.StringIO):
+    """Launcher output stream that sends SIGTERM to process 1 once it has connected, i.e. a
+    preemption notice that reaches one host only, before training starts."""
+
+    def write(self, text: str) -> int:
+        m = re.search(r"^\[p1\] .*multihost \(explicit\): process 1 of 2 \(pid (\d+)\)", text)
+        if m:
+            os.kill(int(m.group(1)), signal.SIGTERM)
+        return super().write(text)
+
+
+def test_two_processes_equal_one_process_preempt_and_resume(tmp_path, data_dir):
+    """2 x 4 devices == 1 x 8 devices. SIGTERM to process 1 alone stops BOTH at the same update
+    with a checkpoint (JAX's preemption sync); the relaunch resumes there on both processes and
+    reproduces the uninterrupted trajectory."""
     from train import supervised
 
     path, config = data_dir
@@ -66,25 +79,28 @@ def test_two_processes_equal_one_process_and_resume(tmp_path, data_dir):
     assert sorted(ref) == [0, 1, 2, 3, 4]
     work = str(tmp_path / "mh")
     cache = str(tmp_path / "jax_cache")  # the relaunch loads the first launch's executables
-    code, log = _launch(_cli(path, work), compilation_cache_dir=cache)
+    out = _PreemptProcess1()
+    code = local.launch(_cli(path, work), 2, 4, out=out, timeout_s=400, compilation_cache_dir=cache)
+    log = out.getvalue()
     assert code == 0, log[-3000:]
-    assert "process 1 of 2, 4 local / 8 global devices" in log
-    _assert_same(_trajectory(work), ref)
-    # Checkpoints are written by every process (one OCDBT shard each), run.json by process 0.
-    state = os.path.join(work, "checkpoints", "4", "state")
-    assert {"ocdbt.process_0", "ocdbt.process_1"} <= set(os.listdir(state))
+    assert "process 0 of 2" in log and "4 local / 8 global devices" in log
     rec = json.load(open(os.path.join(work, "run.json")))
-    assert rec["device_count"] == 8 and rec["steps"] == 4
+    stopped = rec["steps"]
+    assert rec["status"] == "preempted" and 1 <= stopped < 4 and rec["device_count"] == 8, rec
+    for p in ("[p0]", "[p1]"):
+        assert any(line.startswith(p) and f"saved update {stopped}; exiting cleanly" in line
+                   for line in log.splitlines()), log[-3000:]
+    # Checkpoints are written by every process (one OCDBT shard each), run.json by process 0.
+    state = os.path.join(work, "checkpoints", str(stopped), "state")
+    assert {"ocdbt.process_0", "ocdbt.process_1"} <= set(os.listdir(state))
 
-    shutil.rmtree(os.path.join(work, "checkpoints", "4"))  # as if killed before saving it
     code, log = _launch(_cli(path, work), compilation_cache_dir=cache)
     assert code == 0, log[-3000:]
-    for p in ("[p0]", "[p1]"):  # both processes restored update 2 from the shared checkpoint
-        assert any(line.startswith(p) and "resumed from" in line and "at update 2" in line
-                   for line in log.splitlines()), log[-3000:]
-    lines = [json.loads(line) for line in open(os.path.join(work, "metrics.jsonl"))]
-    assert [r["step"] for r in lines if "train/loss" in r] == [1, 2, 3, 4, 3, 4]
-    _assert_same(_trajectory(work), ref)  # the recomputed updates 3-4 (later rows win)
+    for p in ("[p0]", "[p1]"):  # both processes restored the same update
+        assert any(line.startswith(p) and "resumed from" in line and f"at update {stopped}"
+                   in line for line in log.splitlines()), log[-3000:]
+    _assert_same(_trajectory(work), ref)
+    assert json.load(open(os.path.join(work, "run.json")))["status"] == "completed"
 
 
 def _assert_same(got: dict, ref: dict) -> None:

@@ -142,7 +142,8 @@ def rng_from_data(data: Any) -> jax.Array:
 class PreemptionGuard:
     """Context manager: SIGTERM sets ``requested`` instead of killing the process.
 
-    Only installable from the main thread (Python's rule); elsewhere it is a no-op flag.
+    Only installable from the main thread (Python's rule); elsewhere, and in multi-process runs
+    (see ``__enter__``), it is a no-op flag.
     """
 
     def __init__(self, signals: tuple[int, ...] = (signal.SIGTERM,)) -> None:
@@ -154,7 +155,10 @@ class PreemptionGuard:
         self.requested = True
 
     def __enter__(self) -> PreemptionGuard:
-        if threading.current_thread() is threading.main_thread():
+        # Several processes: leave SIGTERM to JAX's preemption notifier, so that
+        # ``reached_preemption`` stops all of them at the same step. A per-process flag would
+        # send one process into a save while the others train on: a collective deadlock.
+        if jax.process_count() == 1 and threading.current_thread() is threading.main_thread():
             for s in self._signals:
                 self._previous[s] = signal.signal(s, self._handler)
         return self
