@@ -10,7 +10,8 @@ The grid config (``launch/sweeps/*.py``, fields in ``tiny.py``) names a train co
 budget; ``scaling.sweep.design_isoflop_sweep`` turns it into runs (depth, steps). The model sizes
 and FLOPs per token come from the train config itself (``train.steps.model_config`` +
 ``scaling.flops``), so the plan's N and C are what each ``run.json`` will record. Arguments after
-``--`` are appended to every run's ``train.main`` command.
+``--`` are appended to every run's ``train.main`` command; anything that changes the FLOPs (batch,
+slots, tokenizer, model family) belongs in the grid's ``overrides``, which the plan accounts for.
 
 Each run lives in ``<root>/<name>`` and is **done** (``run.json`` with status completed and the
 planned steps), **partial** (a checkpoint or a preempted ``run.json``: rerunning resumes it) or
