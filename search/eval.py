@@ -22,6 +22,7 @@ solve_rate_<split>.png; ``search_evals`` entries are appended to ``<workdir>/run
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import math
 import os
@@ -175,10 +176,12 @@ class SweepOptions:
                              "of range; allowed >= 0 (0 = greedy).")
 
 
-def _batched_fn(method: str, budget: int, net: Network, rules: game.Rules, o: SweepOptions,
-                mesh):
-    """A jitted ``f(params, rng, state)`` for a network-driven method at one budget."""
-    ev = baselines.uniform_evaluate(rules) if method == "uniform_mcts" else net.make_evaluate(rules)
+@functools.lru_cache(maxsize=64)
+def _batched_fn(method: str, budget: int, make_evaluate: Callable, rules: game.Rules,
+                o: SweepOptions, mesh):
+    """A jitted ``f(params, rng, state)`` for a network-driven method at one budget (cached:
+    repeated ``run_method`` calls, e.g. once per training iteration, compile once)."""
+    ev = baselines.uniform_evaluate(rules) if method == "uniform_mcts" else make_evaluate(rules)
     if method in ("mcts", "uniform_mcts", "mcts_muzero"):
         cfg = (mcts.SearchConfig("muzero", budget, dirichlet_fraction=0.0, temperature=0.0)
                if method == "mcts_muzero" else mcts.SearchConfig(
@@ -227,7 +230,7 @@ def run_method(method: str, budget: int, probs: Sequence[problems.Problem], rule
                  for p, (ok, a, _) in zip(probs, res, strict=True)]
         return ({method: [(e is not None, e, n) for e, (_, _, n) in zip(exprs, res, strict=True)]},
                 time.perf_counter() - t0)
-    fn = _batched_fn(method, budget, net, rules, opts, mesh)
+    fn = _batched_fn(method, budget, net.make_evaluate, rules, opts, mesh)
     bs, out = max(1, min(opts.batch_size, len(probs))), {}
     batches = range(0, len(probs), bs)
     for start in tqdm(batches, desc=f"{method}@{budget}", disable=not progress, leave=False):

@@ -91,6 +91,15 @@ def test_sweep_entries_and_verified_solutions(sweep):
     assert (ok, nodes) == (r["solved"], r["evals"])
 
 
+def test_run_method_compiles_once():
+    _, probs, rules = ev.load_split("g24:test:3", n_max=4)
+    net = ev.load_network("uniform")
+    outs = [ev.run_method("sample", 2, probs, rules, net, progress=False)[0] for _ in range(2)]
+    assert outs[0] == outs[1]  # same seed, same answers
+    fn = ev._batched_fn("sample", 2, net.make_evaluate, rules, ev.SweepOptions(), None)
+    assert fn.jitted._cache_size() == 1
+
+
 def test_exhaustive_budget_monotone():
     _, probs, rules = ev.load_split("g24:test:12", n_max=4)
     rates = []
