@@ -58,7 +58,7 @@ def test_grpo_tiny_run(tmp_path):
     rec = run_record.read_run_record(work)
     assert rec["mode"] == "grpo" and rec["steps"] == 2 * 4  # iterations x steps_per_iter
     assert {(e["method"], e["simulations"]) for e in rec["search_evals"]} == {
-        (m, s) for m in ("mcts", "mcts_tree", "uniform_mcts", "uniform_mcts_tree") for s in (2, 4)}
+        (m, 3) for m in ("mcts", "mcts_tree", "uniform_mcts", "uniform_mcts_tree")}
     assert set(out) == set(sl.eval_metrics(rec["search_evals"]))
     rows = [json.loads(line) for line in open(os.path.join(work, "metrics.jsonl"))]
     assert [r["step"] for r in rows] == [1, 2]

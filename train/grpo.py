@@ -57,7 +57,7 @@ def grpo_loss(params, graphdef, batch: dict, ref_logp_BxA, old_logp_B, gcfg: dic
     return loss, {"pg_loss": mean(pg_B), "kl": mean(kl_B), "value_loss": mean(val_B)}
 
 
-def _logp(params, graphdef, batch):
+def _logp(params, batch, *, graphdef):
     logits_BxA, _ = nnx.merge(graphdef, params)(batch["tokens"])
     return jax.nn.log_softmax(jnp.where(batch["legal"], logits_BxA.astype(jnp.float32), -1e9), -1)
 

@@ -9,6 +9,11 @@ Generates its datasets on first use under ``<workdir>/../data`` (1000 training p
 CPU sandbox): eval loss 3.45 (untrained) -> 2.88, eval policy top-1 accuracy (the chosen move
 keeps the state solvable) 0.09 -> 0.47, value BCE 0.69 -> 0.55; ~29k tokens/s.
 Arguments: ``size=d<K>`` (depth K, d_model = 64*K) and ``runlocal`` (a 10-step smoke test).
+
+``job`` picks the job: ``search_and_learn`` (``train/configs/search.py``, what ``make run`` runs)
+or ``supervised`` (everything above). The default ``job=auto`` is search-and-learn when the
+config has no argument at all and supervised otherwise, so ``default.py:size=d2`` and
+``default.py:runlocal`` (scaling sweeps, launch scripts) keep meaning the supervised run.
 """
 
 import ml_collections
@@ -17,7 +22,22 @@ from train.configs import common
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
-    args = common.parse_arg(arg, {"size": "d1", "runlocal": False})
+    args = common.parse_arg(arg, {"size": "d1", "runlocal": False, "job": "auto"})
+    job = args.pop("job")
+    if job == "auto":
+        job = "supervised" if (arg or "").strip() else "search_and_learn"
+    if job == "search_and_learn":
+        from train.configs import search
+
+        parts = [f"size={args['size']}"] if "size=" in (arg or "") else []
+        c = search.get_config(",".join(parts + ["runlocal"] * args["runlocal"]))
+        c.unlock()
+        c.name = "default"
+        c.lock()
+        return c
+    if job != "supervised":
+        raise ValueError(f"config argument job={job!r}; allowed auto, search_and_learn, "
+                         "supervised.")
     c = common.base_config()
     c.name = "default"
     c.data.problem_class = "g24"
