@@ -16,7 +16,7 @@ cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
 ROOT=${ROOT:-runs/sweep_cpu}
 SPLIT=${SPLIT:-g24:test:107}
-BUDGETS=${BUDGETS:-1,4,16}
+BUDGETS=${BUDGETS:-1,4,16,64,256}
 THRESHOLDS=${THRESHOLDS:-0.25,0.5,0.75}
 # Runs of one depth compile the same eval and search programs: compile them once.
 export JAX_COMPILATION_CACHE_DIR=${JAX_COMPILATION_CACHE_DIR:-$ROOT/jax_cache}

@@ -1,15 +1,17 @@
 r"""Search evals of finished sweep runs: solve rate vs simulations, appended to each run.json.
 
-    python scripts/sweep_eval.py --runs='runs/sweep_cpu/C*' --splits=g24:test:100 \
-        --methods=mcts --budgets=1,2,4,8,16
+    python scripts/sweep_eval.py --runs='runs/sweep_cpu/C*' --splits=g24:test:107 \
+        --methods=mcts --budgets=1,4,16,64,256
 
 For every run directory (``run.json`` + ``checkpoints/``) the network of the newest checkpoint is
 rebuilt from the run's own ``config.json`` (model and tokenizer exactly as trained, states with the
 run's ``Rules.n_max`` slots) and handed to ``search.eval.evaluate_run``, which writes
-``<run>/search_eval/`` and appends contract-8 ``search_evals`` entries to ``run.json``. A run whose
-``run.json`` already holds an entry for every requested (split, method, budget) is skipped, so the
-command is a cache like ``launch.sweep``: rerun it after more runs finish. All runs share one
-process, so JAX starts once.
+``<run>/search_eval/`` (the latest call's results) and appends contract-8 ``search_evals`` entries
+to ``run.json`` (all of them). Only the budgets that ``run.json`` lacks for some requested (split,
+method) are searched, so the command is a cache like ``launch.sweep``: rerun it after more runs
+finish, or with more budgets. All runs share one process, so JAX starts once. Records that still
+carry the sweep's shared ``config.name`` are renamed after their directory (`name_run`), so the
+report tells the runs apart.
 
 This glue lives in ``scripts/`` because it needs both ``train`` (config -> model, checkpoint
 reader) and ``search.eval``, and ``search/`` may not import ``train`` (DESIGN.md, layers).
@@ -74,12 +76,33 @@ def _pure(tree):
             for k, v in tree.items()}
 
 
-def _done(workdir: str, splits: Sequence[str], methods: Sequence[str],
-          budgets: Sequence[int]) -> bool:
+def name_run(workdir: str) -> str:
+    """Names the record after its directory when it still carries the config's shared name.
+
+    Every run of a ``launch.sweep`` grid records ``config.name`` (the same for all of them), and
+    ``scaling`` labels curves and frontier points by ``run.json["name"]``; the directory name
+    (``C<budget>_d<depth>``) tells them apart. Returns the name the record ends up with.
+    """
+    path = os.path.join(workdir, "run.json")
+    with open(path, encoding="utf-8") as f:
+        rec = json.load(f)
+    base = os.path.basename(os.path.normpath(workdir))
+    if rec.get("name") == rec.get("config", {}).get("name") and rec.get("name") != base:
+        rec["name"] = base
+        tmp = f"{path}.tmp{os.getpid()}"
+        with open(tmp, "w", encoding="utf-8") as f:
+            json.dump(rec, f, indent=2)
+        os.replace(tmp, path)  # atomic: scaling never reads half a record
+    return rec["name"]
+
+
+def missing_budgets(workdir: str, splits: Sequence[str], methods: Sequence[str],
+                    budgets: Sequence[int]) -> list[int]:
+    """The budgets for which ``run.json`` lacks an entry of some requested (split, method)."""
     with open(os.path.join(workdir, "run.json"), encoding="utf-8") as f:
         have = {(e["split"], e["method"], int(e["simulations"]))
                 for e in json.load(f).get("search_evals", [])}
-    return all((s, m, b) in have for s in splits for m in methods for b in budgets)
+    return [b for b in budgets if any((s, m, b) not in have for s in splits for m in methods)]
 
 
 def evaluate_runs(run_dirs: Sequence[str], splits: Sequence[str], methods: Sequence[str],
@@ -93,16 +116,18 @@ def evaluate_runs(run_dirs: Sequence[str], splits: Sequence[str], methods: Seque
         if not os.path.isfile(os.path.join(workdir, "run.json")):
             out[workdir] = "no run.json (not finished)"
             continue
-        if _done(workdir, splits, methods, budgets):
+        name_run(workdir)
+        todo = missing_budgets(workdir, splits, methods, budgets)
+        if not todo:
             out[workdir] = "cached"
             continue
         t0 = time.time()
         model, rules = load_run_model(workdir)
-        net = search_eval.model_network(model, os.path.basename(os.path.normpath(workdir)))
-        search_eval.evaluate_run(workdir, net, splits, methods, budgets, n_max=rules.n_max,
+        net = search_eval.model_network(model, name_run(workdir))
+        search_eval.evaluate_run(workdir, net, splits, methods, todo, n_max=rules.n_max,
                                  opts=search_eval.SweepOptions(batch_size=batch_size),
                                  progress=progress)
-        out[workdir] = f"evaluated in {time.time() - t0:.0f} s"
+        out[workdir] = f"evaluated budgets {todo} in {time.time() - t0:.0f} s"
         print(f"[sweep_eval] {workdir}: {out[workdir]}", flush=True)
     return out
 
@@ -111,9 +136,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--runs", required=True, help="glob of run directories")
-    p.add_argument("--splits", default="g24:test:100", help="comma list (search.eval splits)")
+    p.add_argument("--splits", default="g24:test:107", help="comma list (search.eval splits)")
     p.add_argument("--methods", default="mcts", help="comma list (search.eval methods)")
-    p.add_argument("--budgets", default="1,2,4,8,16", help="comma list of simulations")
+    p.add_argument("--budgets", default="1,4,16,64,256", help="comma list of simulations")
     p.add_argument("--batch_size", type=int, default=128, help="problems per jitted call")
     a = p.parse_args(argv)
     runs = sorted(d for d in glob.glob(a.runs) if os.path.isdir(d))
