@@ -7,16 +7,17 @@ import jax
 import numpy as np
 import pytest
 
-from train import compare, run_record
+from train import compare, grpo, run_record, ttt
 from train import search_and_learn as sl
 from train.configs import search
 from train.metrics import read_jsonl
 
-# d1 model on 4-slot states with whole-number tokens (27 tokens): seconds per iteration on CPU.
+# The default 2-layer 64-wide model on 4-slot states with whole-number tokens (27 tokens).
+# Evaluation uses the self-play search config, so both share one compiled episode runner.
 TINY = {"tokenizer.number_encoding": "whole", "tokenizer.whole_max": 60, "train.batch_size": 16,
         "sl.iterations": 3, "sl.train_steps": 3, "sl.selfplay_batch": 16,
         "sl.selfplay_simulations": 4, "sl.eval_every": 2, "eval.sets": "g24:test:16",
-        "eval.simulations": "3", "checkpoint.every": 1, "checkpoint.keep": 3}
+        "eval.simulations": "4", "eval.gumbel_scale": 1.0, "checkpoint.every": 1, "checkpoint.keep": 3}
 
 
 def tiny_config(**overrides):
@@ -52,7 +53,7 @@ def test_outputs_run_record_and_phase_timing(runs):
     assert rec["mode"] == "search_and_learn" and rec["steps"] == 9  # 3 iterations x 3 steps
     assert rec["tokens"] == 9 * 16 * rec["seq_len"] and rec["train_flops"] > 0
     methods = {(e["method"], e["simulations"]) for e in rec["search_evals"]}
-    assert methods == {(m, 3) for m in ("mcts", "mcts_tree", "uniform_mcts", "uniform_mcts_tree")}
+    assert methods == {(m, 4) for m in ("mcts", "mcts_tree", "uniform_mcts", "uniform_mcts_tree")}
     for e in rec["search_evals"]:
         assert e["split"] == "g24:test:16" and e["num_problems"] == 16
         lo, hi = e["solve_rate_ci"]
@@ -74,7 +75,7 @@ def test_outputs_run_record_and_phase_timing(runs):
         for phase in ("search", "relabel", "train", "save"):
             assert r[f"time/{phase}_s"] >= 0
         assert r["buffer/size"] > 0 and np.isfinite(r["train/loss"])
-    assert "time/eval_s" in it_rows[1] and "eval/g24:test:16/mcts/sims3" in it_rows[2]
+    assert "time/eval_s" in it_rows[1] and "eval/g24:test:16/mcts/sims4" in it_rows[2]
     assert it_rows[0]["buffer/size"] < it_rows[2]["buffer/size"]
 
 
@@ -97,7 +98,7 @@ def test_compare_two_runs(runs):
     out = os.path.join(runs["root"], "cmp")
     res = compare.main(tiny_config(), out, runs=[runs["full"], runs["split"]])
     md = open(res["compare_md"]).read()
-    assert "| g24:test:16 | mcts | 3 |" in md and "| full |" in md and "| split |" in md
+    assert "| g24:test:16 | mcts | 4 |" in md and "| full |" in md and "| split |" in md
     table = json.load(open(os.path.join(out, "compare.json")))
     assert len(table["rows"]) == 4 and set(table["runs"]) == {"full", "split"}
     assert os.path.getsize(res["curves"]) > 1000
@@ -112,3 +113,49 @@ def test_bad_config_fails_before_writing(tmp_path):
     with pytest.raises(ValueError, match="config.init.source='x'"):
         sl.train_and_evaluate(tiny_config(**{"init.source": "x"}), work)
     assert not os.path.exists(work)
+
+
+def test_ttt_per_problem_loop(runs, tmp_path):
+    source = runs["full"]
+    work = str(tmp_path / "ttt")
+    # 16 rollouts = the self-play batch: the relabelling functions are already compiled
+    c = tiny_config(**{"ttt.source": source, "ttt.simulations": 2, "ttt.epochs": 3,
+                       "ttt.rollouts": 16, "ttt.lora_steps": 2, "ttt.batch_size": 8,
+                       "eval.sets": "g24:test:6"})
+    out = ttt.main(c, work)
+    res = json.load(open(os.path.join(work, "ttt.json")))
+    assert len(res["per_problem"]) == 6 and res["source"] == source
+    curve = res["ttt"]
+    assert [r["epochs"] for r in curve] == [1, 2, 3]
+    rates = [r["solve_rate"] for r in curve]
+    assert rates == sorted(rates)  # more epochs never unsolve a problem
+    assert out["ttt_solve_rate"] == rates[-1]
+    flops = [r["flops_per_problem"] for r in curve]
+    assert flops == sorted(flops) and flops[0] > 0
+    for p in res["per_problem"]:
+        assert len(p["flops"]) >= 1 and p["flops"] == sorted(p["flops"])
+        assert p["time"]["time/search_s"] > 0
+        if p["solved_epoch"] is None:  # an unsolved problem searched in every epoch
+            assert len(p["flops"]) == 3 and "time/relabel_s" in p["time"]
+    base = res["plain_search"]
+    for a, b in zip(curve, base, strict=True):  # plain search gets at least TTT's compute
+        assert b["flops_per_problem"] >= a["flops_per_problem"] * (1 - 1e-9)
+        assert b["attempts"] >= a["epochs"]
+    rec = run_record.read_run_record(work)
+    assert rec["mode"] == "ttt"
+    assert {e["method"] for e in rec["search_evals"]} == {"ttt_lora", "mcts_repeat"}
+
+
+def test_grpo_tiny_run(tmp_path):
+    work = str(tmp_path / "grpo")
+    out = grpo.main(tiny_config(), work)
+    rec = run_record.read_run_record(work)
+    assert rec["mode"] == "grpo" and rec["steps"] == 2 * 4  # iterations x steps_per_iter
+    assert {(e["method"], e["simulations"]) for e in rec["search_evals"]} == {
+        (m, 4) for m in ("mcts", "mcts_tree", "uniform_mcts", "uniform_mcts_tree")}
+    assert set(out) == set(sl.eval_metrics(rec["search_evals"]))
+    rows = [json.loads(line) for line in open(os.path.join(work, "metrics.jsonl"))]
+    assert [r["step"] for r in rows] == [1, 2]
+    assert all(np.isfinite(r["train/loss"]) and r["time/search_s"] > 0 for r in rows)
+    with pytest.raises(ValueError, match="config.grpo.group=1 is out of range"):
+        grpo.main(tiny_config(**{"grpo.group": 1}), str(tmp_path / "bad"))

@@ -1,70 +1,17 @@
-"""Tiny end-to-end runs of --mode=ttt (on a search-and-learn checkpoint) and --mode=grpo."""
+"""TTT and GRPO pieces that need no search-and-learn run (the tiny end-to-end runs of both modes
+live in test_search_and_learn.py, where they reuse its run and compiled functions)."""
 
-import json
-import os
 
 import numpy as np
 import pytest
 
 from tests.test_search_and_learn import tiny_config
-from train import grpo, run_record, ttt
-from train import search_and_learn as sl
-
-
-@pytest.fixture(scope="module")
-def source(tmp_path_factory):
-    work = str(tmp_path_factory.mktemp("src") / "sl")
-    sl.train_and_evaluate(tiny_config(**{"sl.iterations": 1}), work)
-    return work
-
-
-def test_ttt_per_problem_loop(source, tmp_path):
-    work = str(tmp_path / "ttt")
-    c = tiny_config(**{"ttt.source": source, "ttt.simulations": 2, "ttt.epochs": 3,
-                       "ttt.lora_steps": 2, "ttt.batch_size": 8, "eval.sets": "g24:test:6"})
-    out = ttt.main(c, work)
-    res = json.load(open(os.path.join(work, "ttt.json")))
-    assert len(res["per_problem"]) == 6 and res["source"] == source
-    curve = res["ttt"]
-    assert [r["epochs"] for r in curve] == [1, 2, 3]
-    rates = [r["solve_rate"] for r in curve]
-    assert rates == sorted(rates)  # more epochs never unsolve a problem
-    assert out["ttt_solve_rate"] == rates[-1]
-    flops = [r["flops_per_problem"] for r in curve]
-    assert flops == sorted(flops) and flops[0] > 0
-    for p in res["per_problem"]:
-        assert len(p["flops"]) >= 1 and p["flops"] == sorted(p["flops"])
-        assert p["time"]["time/search_s"] > 0
-        if p["solved_epoch"] is None:  # an unsolved problem used every epoch, with training
-            assert len(p["flops"]) == 3 and "time/train_s" in p["time"] or \
-                "time/relabel_s" in p["time"]
-    base = res["plain_search"]
-    for a, b in zip(curve, base, strict=True):  # plain search gets at least TTT's compute
-        assert b["flops_per_problem"] >= a["flops_per_problem"] - 1e-6 * a["flops_per_problem"] \
-            or b["attempts"] >= a["epochs"]
-    rec = run_record.read_run_record(work)
-    assert rec["mode"] == "ttt"
-    assert {e["method"] for e in rec["search_evals"]} == {"ttt_lora", "mcts_repeat"}
+from train import grpo, ttt
 
 
 def test_ttt_needs_a_source_run(tmp_path):
     with pytest.raises(FileNotFoundError, match="ttt.source"):
         ttt.main(tiny_config(**{"ttt.source": str(tmp_path / "none")}), str(tmp_path / "w"))
-
-
-def test_grpo_tiny_run(tmp_path):
-    work = str(tmp_path / "grpo")
-    out = grpo.main(tiny_config(), work)
-    rec = run_record.read_run_record(work)
-    assert rec["mode"] == "grpo" and rec["steps"] == 2 * 4  # iterations x steps_per_iter
-    assert {(e["method"], e["simulations"]) for e in rec["search_evals"]} == {
-        (m, 3) for m in ("mcts", "mcts_tree", "uniform_mcts", "uniform_mcts_tree")}
-    assert set(out) == set(sl.eval_metrics(rec["search_evals"]))
-    rows = [json.loads(line) for line in open(os.path.join(work, "metrics.jsonl"))]
-    assert [r["step"] for r in rows] == [1, 2]
-    assert all(np.isfinite(r["train/loss"]) and r["time/search_s"] > 0 for r in rows)
-    with pytest.raises(ValueError, match="config.grpo.group=1 is out of range"):
-        grpo.main(tiny_config(**{"grpo.group": 1}), str(tmp_path / "bad"))
 
 
 def test_grpo_advantages_are_group_relative():

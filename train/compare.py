@@ -38,15 +38,15 @@ def _key(e: dict) -> tuple:
 
 
 def table(recs: dict[str, dict]) -> dict[str, Any]:
-    """``{"rows": [{split, method, simulations, epochs, <run>: {solve_rate, ci, flops}}],
-    "runs": {<run>: compute and wall time}}``."""
+    """``{"rows": [{split, method, simulations, epochs, "runs": {<run>: {solve_rate, ci,
+    search_flops_per_problem}}}], "runs": {<run>: compute and wall time}}``."""
     rows: dict[tuple, dict] = {}
     for name, rec in recs.items():
         for e in rec.get("search_evals", []):
             row = rows.setdefault(_key(e), dict(zip(("split", "method", "simulations", "epochs"),
-                                                    _key(e), strict=True)))
-            row[name] = {"solve_rate": e["solve_rate"], "ci": e.get("solve_rate_ci"),
-                         "search_flops_per_problem": e.get("search_flops_per_problem")}
+                                                    _key(e), strict=True), runs={}))
+            row["runs"][name] = {"solve_rate": e["solve_rate"], "ci": e.get("solve_rate_ci"),
+                                 "search_flops_per_problem": e.get("search_flops_per_problem")}
     runs = {name: {"mode": rec.get("mode", "supervised"), "params": rec["params"],
                    "train_flops": rec["train_flops"], "steps": rec["steps"],
                    "selfplay_search_flops": rec.get("selfplay_search_flops", 0.0),
@@ -62,7 +62,7 @@ def markdown(t: dict[str, Any]) -> str:
     for r in t["rows"]:
         cells = []
         for n in names:
-            c = r.get(n)
+            c = r["runs"].get(n)
             cells.append("" if c is None else f"{c['solve_rate']:.3f}" + (
                 f" [{c['ci'][0]:.2f}, {c['ci'][1]:.2f}]" if c.get("ci") else ""))
         lines.append(f"| {r['split']} | {r['method']} | {r['simulations']} | "

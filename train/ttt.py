@@ -168,12 +168,12 @@ def summarize(per_problem: list[dict], epochs: int) -> list[dict]:
 
 
 def repeat_baseline(s: dict, params, per_problem: list[dict], ttt: list[dict], run) -> list[dict]:
-    """Plain search with the base network: per epoch budget, as many independent attempts as
-    fit in TTT's mean compute at that budget (at least as many as TTT's search attempts)."""
+    """Plain search with the base network: per epoch budget, the fewest independent attempts
+    whose compute reaches TTT's mean compute at that budget (never less compute than TTT)."""
     cfg, rules, t = s["cfg"], s["rules"], s["cfg"]["ttt"]
     attempt = float(np.mean([p["attempt_flops"] for p in per_problem]))
     out, solved_at = [], {}
-    need = [max(e + 1, math.floor(row["flops_per_problem"] / max(attempt, 1e-9) + 1e-9))
+    need = [max(e + 1, math.ceil(row["flops_per_problem"] / max(attempt, 1e-9) - 1e-9))
             for e, row in enumerate(ttt)]
     for es in sl.eval_sets(cfg, rules):
         for p_idx in range(len(es.problems)):
