@@ -17,7 +17,8 @@ from train.metrics import read_jsonl
 TINY = {"tokenizer.number_encoding": "whole", "tokenizer.whole_max": 60, "train.batch_size": 16,
         "sl.iterations": 3, "sl.train_steps": 3, "sl.selfplay_batch": 16,
         "sl.selfplay_simulations": 4, "sl.eval_every": 2, "eval.sets": "g24:test:16",
-        "eval.simulations": "4", "eval.gumbel_scale": 1.0, "checkpoint.every": 1, "checkpoint.keep": 3}
+        "eval.simulations": "4", "eval.gumbel_scale": 1.0, "checkpoint.every": 1,
+        "checkpoint.keep": 3}
 
 
 def tiny_config(**overrides):
