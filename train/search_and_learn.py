@@ -388,6 +388,12 @@ def _run(config, workdir: str, guard, max_iterations: int | None) -> dict[str, A
         meta["history"].append({"iteration": 0, "updates": 0, "selfplay_evals": 0.0,
                                 "entries": last_eval})
         writer.write(0, eval_metrics(last_eval))
+    # Setup = config checks, problem pools, init/restore, the baseline and iteration-0 evals
+    # (their compilation included): wall time that belongs to no iteration.
+    setup_s = time.time() - t_start
+    writer.write(it0, {"time/setup_s": setup_s})
+    print(f"[search_and_learn] setup {setup_s:.1f} s (init or restore, uniform-prior baseline and "
+          "untrained-network evals, their compilation)", flush=True)
     try:
         for it in range(it0, sl["iterations"]):
             with timer("search"):
