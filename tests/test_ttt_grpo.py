@@ -34,3 +34,47 @@ def test_grpo_advantages_are_group_relative():
     np.testing.assert_allclose(adv, [[0.75, -0.25, -0.25, -0.25], [0, 0, 0, 0]])
     np.testing.assert_array_equal(b["weight"].reshape(2, 4, 3), [[[1, 0, 0]] * 4] * 2)
     np.testing.assert_array_equal(b["value"].reshape(2, 4, 3)[..., 0], solved.astype(float))
+
+
+def test_init_from_a_supervised_checkpoint(tmp_path):
+    """``init.source=supervised`` restores the parameters of a train-state checkpoint."""
+    import os
+
+    import jax
+
+    from train import checkpoint
+    from train import search_and_learn as sl
+
+    src = str(tmp_path / "sup")
+    s = sl.build(tiny_config(), src)
+    state = s["init_fn"]()
+    state["params"] = jax.tree.map(lambda x: x + 0.5, state["params"])  # not the fresh init
+    ck = checkpoint.Checkpointer(os.path.join(src, "checkpoints"), every=1, keep=1)
+    ck.save(7, state, {"update": 7})
+    ck.close()
+    c = tiny_config(**{"init.source": "supervised", "init.path": src})
+    s2 = sl.build(c, str(tmp_path / "w"))
+    got = sl.initial_state(s2)
+    for a, b in zip(jax.tree.leaves(state["params"]), jax.tree.leaves(got["params"]), strict=True):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    wrong = tiny_config(**{"init.source": "supervised", "init.path": src, "model.d_model": 32})
+    with pytest.raises(ValueError, match="this config expects"):
+        sl.initial_state(sl.build(wrong, str(tmp_path / "w2")))
+
+
+def test_curriculum_pools_and_batches():
+    from search import game
+    from train import search_and_learn as sl
+
+    c = tiny_config(**{"sl.curriculum": "g24,n5", "data.n_max": 5, "sl.train_problems": 6})
+    cfg = c.to_dict()
+    cur = sl.Curriculum(cfg, game.Rules(n_max=5))
+    one, cls1 = cur.batch(1, 12, 0, 3)
+    assert (cls1 == 0).all() and all(len(p.numbers) == 4 for p in one)
+    two, cls2 = cur.batch(2, 40, 0, 3)
+    assert set(cls2.tolist()) == {0, 1}  # both open classes are drawn
+    assert all(len(p.numbers) == 4 + k for p, k in zip(two, cls2, strict=True))
+    assert [str(p) for p in cur.batch(2, 40, 0, 3)[0]] == [str(p) for p in two]  # pure in (seed, it)
+    assert all(p in cur.pool(1) for p in two if len(p.numbers) == 5)
+    with pytest.raises(ValueError, match="class 'n5' has up to 5 numbers but states have n_max=4"):
+        sl.Curriculum(cfg, game.Rules(n_max=4))
