@@ -55,7 +55,8 @@ def test_init_from_a_supervised_checkpoint(tmp_path):
     c = tiny_config(**{"init.source": "supervised", "init.path": src})
     s2 = sl.build(c, str(tmp_path / "w"))
     got = sl.initial_state(s2)
-    for a, b in zip(jax.tree.leaves(state["params"]), jax.tree.leaves(got["params"]), strict=True):
+    pairs = zip(jax.tree.leaves(state["params"]), jax.tree.leaves(got["params"]), strict=True)
+    for a, b in pairs:
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
     wrong = tiny_config(**{"init.source": "supervised", "init.path": src, "model.d_model": 32})
     with pytest.raises(ValueError, match="this config expects"):
