@@ -80,3 +80,7 @@ def test_curriculum_pools_and_batches():
     assert all(p in cur.pool(1) for p in two if len(p.numbers) == 5)
     with pytest.raises(ValueError, match="class 'n5' has up to 5 numbers but states have n_max=4"):
         sl.Curriculum(cfg, game.Rules(n_max=4))
+    from train.configs import search  # the config argument gives states enough slots
+
+    c = search.get_config("curriculum=g24+n5+n6")
+    assert (c.sl.curriculum, c.data.n_max, c.data.problem_class) == ("g24,n5,n6", 6, "g24")

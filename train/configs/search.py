@@ -9,7 +9,7 @@ deterministic Gumbel search, played trajectory; printed at the end and in ``run.
 0.25 at 8 simulations and 0.58 at 32, against 0.08 and 0.19 for the uniform-prior MCTS baseline
 (docs/search_and_learn.md has the measured run). Arguments
 (``--config=train/configs/search.py:arg=value,...``): ``size=d<K>`` (model depth), ``width=W``
-(d_model; 0 = the depth rule 64*K), ``iterations=N``, ``curriculum=g24,n5,n6`` (classes opened
+(d_model; 0 = the depth rule 64*K), ``iterations=N``, ``curriculum=g24+n5+n6`` (classes opened
 in order; states get as many slots as the largest class), ``relabel=false`` (hindsight off, for
 ablations), ``init=supervised:<workdir>`` or ``init=hf:<dir>`` (start from a checkpoint instead
 of scratch),
@@ -66,14 +66,16 @@ def apply_args(c: ml_collections.ConfigDict, args: dict) -> None:
         c.model.d_model, c.model.head_dim, c.model.mlp_dim = w, 32, 4 * w
         c.model.num_heads = c.model.num_kv_heads = max(w // 32, 1)
     c.sl.iterations = args["iterations"]
-    c.sl.curriculum = args["curriculum"]
+    # "+" separates classes inside the argument string (commas separate arguments there);
+    # --config.sl.curriculum=g24,n5 takes commas.
+    c.sl.curriculum = args["curriculum"].replace("+", ",")
     c.relabel.enabled = args["relabel"]
     if args["init"]:
         source, _, path = args["init"].partition(":")
         c.init.source, c.init.path = source, path
     from search import problems  # states get as many slots as the largest class needs
 
-    names = [n for n in args["curriculum"].split(",") if n]
+    names = [n for n in c.sl.curriculum.split(",") if n]
     c.data.problem_class = names[0]
     c.data.n_max = max(problems.get_class(n).n_range[1] for n in names)
     if args["runlocal"]:
