@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The real CPU scaling sweep (docs/scaling.md, "Real CPU sweep"): ~25 min on 2 cores.
+# The real CPU scaling sweep (docs/scaling.md, "Real CPU sweep"): ~40 min on 2 shared cores.
 #
 #   bash scripts/cpu_sweep.sh                          # train 9 runs, search evals, report
 #   bash scripts/cpu_sweep.sh --grid.total_flops=3e12  # extra flags go to launch.sweep
@@ -8,7 +8,8 @@
 # 1. launch.sweep plans the IsoFLOP grid of train/configs/sweep_tiny.py:grid and runs the
 #    train.main commands one after another (runs with a finished run.json are skipped).
 # 2. scripts/sweep_eval.py: Gumbel search (method mcts) at BUDGETS simulations per move on the
-#    held-out g24 test split, appended to every run's run.json (already evaluated runs skipped).
+#    held-out g24 test split, appended to every run's run.json (already evaluated runs skipped);
+#    uniform-prior MCTS at the same budgets as the network-free reference.
 # 3. scaling.main: report.md, fits.json and the plots in $ROOT/report.
 # Every step is a cache, so rerunning after an interruption finishes the sweep.
 set -euo pipefail
@@ -28,6 +29,10 @@ t0=$SECONDS
 echo "[cpu_sweep] training done after $((SECONDS - t0)) s"
 "$PY" scripts/sweep_eval.py --runs="$ROOT/C*" --splits="$SPLIT" --methods=mcts \
     --budgets="$BUDGETS"
+# The network-free reference at the same budgets (uniform prior, zero value; ~1 min, cached).
+[ -f "$ROOT/baseline_uniform/search_eval/results.json" ] || \
+    "$PY" -m search.eval --workdir="$ROOT/baseline_uniform" --model=uniform --splits="$SPLIT" \
+        --methods=uniform_mcts --budgets="$BUDGETS" --n_max=4
 echo "[cpu_sweep] search evals done after $((SECONDS - t0)) s"
 "$PY" -m scaling.main --runs="$ROOT/C*" --out="$ROOT/report" --split="$SPLIT" --method=mcts \
     --thresholds="$THRESHOLDS"
