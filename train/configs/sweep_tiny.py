@@ -1,4 +1,4 @@
-r"""Tiny IsoFLOP sweep on 2 CPU cores: 3 budgets x depths 1-3 of supervised g24 training (~25 min).
+r"""Tiny IsoFLOP sweep on 2 CPU cores: 3 budgets x depths 1-3 of supervised g24 training (~40 min).
 
     bash scripts/cpu_sweep.sh                      # the whole sweep: train, search evals, report
     python -m train.main --config=train/configs/sweep_tiny.py:size=d2 --workdir=runs/sweep_cpu/d2
@@ -12,9 +12,10 @@ of one run (``size=d<K>``, ``runlocal``): the whole ``g24`` train split (1112 pr
 solver-labelled states) with 4 slots and one token per whole number (27 tokens per state), batch
 32, a fixed learning rate for every size, eval loss over the whole ``val`` split (143 problems)
 at update 0 and at the end only, one checkpoint at the end (``scripts/sweep_eval.py`` reads it).
-What it reaches (docs/scaling.md, "Real CPU sweep"): eval loss falling with compute at every
-size, the three IsoFLOP curves and Gumbel-search solve rates on the held-out ``g24`` test split
-that rise with both training and search compute.
+What it reaches (measured, docs/scaling.md "Real CPU sweep"): eval loss 2.68-3.35 (3.45
+untrained). d1 (66k non-embedding parameters) is best at every budget, so the IsoFLOP minimum
+lies below the sampled sizes. Gumbel MCTS on the 107 held-out g24 test problems solves 0.79-0.86
+at 256 simulations per move with d1, against 0.40 for uniform-prior MCTS.
 """
 
 import ml_collections
