@@ -1,7 +1,7 @@
 """A micro IsoFLOP sweep end to end: launch.sweep plan -> train.main runs -> search evals -> report.
 
 Four runs (2 budgets x depths 1, 2) of ``train/configs/sweep_tiny.py:runlocal``, each trained
-in-process through ``train.main.run`` with exactly the arguments ``launch.sweep`` would pass on
+in-process through ``train.modes.run`` with exactly the arguments ``launch.sweep`` would pass on
 its command line, then ``scripts/sweep_eval.py`` and ``python -m scaling.main`` as the real
 sweep (``scripts/cpu_sweep.sh``) runs them. Cost: ~15 s of CPU per train run (jit compiles),
 ~10 s per searched (run, budget); the module is marked slow.
@@ -22,7 +22,7 @@ from ml_collections import config_flags
 from launch import sweep as launch_sweep
 from scaling import flops
 from train import checkpoint
-from train import main as train_main
+from train import modes as train_modes
 from train.configs import sweep_tiny
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -61,7 +61,7 @@ def sweep(tmp_path_factory):
     plan = launch_sweep.design(grid)
     for run in plan.runs:
         config, workdir = _parse(launch_sweep.run_args(plan, run))
-        train_main.run("supervised", config, workdir)
+        train_modes.run("supervised", config, workdir)
     return plan
 
 

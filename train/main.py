@@ -19,6 +19,7 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 from launch import multihost  # defines --multihost & co.; imports no jax devices
+from train import modes
 from train.configs.common import MODES
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Config file (train/configs/*.py[:arg]).",
@@ -30,33 +31,6 @@ _RUNS = flags.DEFINE_list("runs", [], "--mode=compare: run directories to compar
 flags.mark_flags_as_required(["config", "workdir"])
 
 
-def run(mode: str, config, workdir: str) -> object:
-    """Dispatches ``mode``; imports lazily so ``generate_data`` needs no model code."""
-    if mode == "generate_data":
-        from train import data
-
-        return data.generate(config, workdir)
-    if mode == "supervised":
-        from train import supervised
-
-        return supervised.train_and_evaluate(config, workdir)
-    if mode == "eval":
-        from train import supervised
-
-        return supervised.evaluate_checkpoint(config, workdir)
-    if mode == "search_and_learn":
-        from train import search_and_learn
-
-        return search_and_learn.train_and_evaluate(config, workdir)
-    if mode in ("ttt", "grpo", "compare"):
-        import importlib
-
-        module = importlib.import_module(f"train.{mode}")
-        return module.main(config, workdir, runs=_RUNS.value) if mode == "compare" else \
-            module.main(config, workdir)
-    raise NotImplementedError(f"--mode={mode} is not implemented.")
-
-
 def main(argv: list[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments {argv[1:]}; use --flag=value.")
@@ -65,7 +39,7 @@ def main(argv: list[str]) -> None:
         raise app.UsageError(f"config.mode={mode!r} is unknown; allowed {MODES}.")
     try:
         multihost.initialize_from_flags()  # before anything touches jax devices
-        result = run(mode, _CONFIG.value, _WORKDIR.value)
+        result = modes.run(mode, _CONFIG.value, _WORKDIR.value, runs=_RUNS.value)
     except (ValueError, FileNotFoundError, NotImplementedError, FloatingPointError) as e:
         if _TRACEBACK.value:
             raise

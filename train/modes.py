@@ -1,0 +1,36 @@
+"""Mode dispatch behind ``train.main``: importable without defining absl flags.
+
+``train/main.py`` owns the flags; tests, notebooks and sweep drivers call ``run`` directly. Keeping
+the two apart lets one process import this next to another absl entry point (``scaling.main``
+also defines ``--runs``) without a duplicate-flag error.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Sequence
+
+
+def run(mode: str, config, workdir: str, runs: Sequence[str] = ()) -> object:
+    """Runs ``mode`` on ``config`` in ``workdir``; imports lazily so ``generate_data`` needs no model."""
+    if mode == "generate_data":
+        from train import data
+
+        return data.generate(config, workdir)
+    if mode in ("supervised", "eval"):
+        from train import supervised
+
+        if mode == "eval":
+            return supervised.evaluate_checkpoint(config, workdir)
+        return supervised.train_and_evaluate(config, workdir)
+    if mode == "search_and_learn":
+        from train import search_and_learn
+
+        return search_and_learn.train_and_evaluate(config, workdir)
+    if mode == "compare":
+        from train import compare
+
+        return compare.main(config, workdir, runs=list(runs))
+    if mode in ("ttt", "grpo"):
+        return importlib.import_module(f"train.{mode}").main(config, workdir)
+    raise NotImplementedError(f"--mode={mode} is not implemented.")
