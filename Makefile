@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 DEVSTAMP := $(VENV)/.installed-dev
 WORKDIR ?= runs/default
 
-.PHONY: run test bench lint clean
+.PHONY: run test bench lint notebook sweep-cpu clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +26,12 @@ test: $(DEVSTAMP)
 
 bench: $(STAMP)
 	$(PY) -m benchmarks.run_all
+
+notebook: $(DEVSTAMP)
+	$(PY) -m pytest -q tests/test_notebook.py
+
+sweep-cpu: $(STAMP)
+	PY=$(PY) bash scripts/cpu_sweep.sh
 
 lint: $(DEVSTAMP)
 	$(VENV)/bin/ruff check .
