@@ -13,11 +13,10 @@ from train.configs import search
 from train.metrics import read_jsonl
 
 # The default 2-layer 64-wide model on 4-slot states with whole-number tokens (27 tokens).
-# Evaluation uses the self-play search config, so both share one compiled episode runner.
 TINY = {"tokenizer.number_encoding": "whole", "tokenizer.whole_max": 60, "train.batch_size": 16,
         "sl.iterations": 3, "sl.train_steps": 3, "sl.selfplay_batch": 16,
         "sl.selfplay_simulations": 4, "sl.eval_every": 2, "eval.sets": "g24:test:16",
-        "eval.simulations": "4", "eval.gumbel_scale": 1.0, "checkpoint.every": 1,
+        "eval.simulations": "4", "checkpoint.every": 1,
         "checkpoint.keep": 3}
 
 

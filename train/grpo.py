@@ -122,8 +122,8 @@ def main(config, workdir: str) -> dict[str, Any]:
     model_eval = sl.Evaluator(s["evaluate"], rules, sl.sims_list(cfg), cfg, mesh, "mcts",
                               s["flops_per_eval"])
     meta = {"level": 1, "updates": 0, "wall_time_s": 0.0, "selfplay_evals": 0.0, "history": [],
-            "baseline": sl.Evaluator(baselines.uniform_evaluate(rules), rules, sl.sims_list(cfg),
-                                     cfg, mesh, "uniform_mcts", 0.0, "uniform")(None, sets)}
+            "baseline": sl.Evaluator(None, rules, sl.sims_list(cfg), cfg, mesh, "uniform_mcts",
+                                     0.0, "uniform")(None, sets)}
     entries = model_eval(state["params"], sets)
     meta["history"].append({"iteration": 0, "updates": 0, "selfplay_evals": 0.0,
                             "entries": entries})

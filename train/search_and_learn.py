@@ -34,8 +34,8 @@ from absl import logging
 from nnx_models import evaluate as evaluate_lib
 from nnx_models import tokenizer
 from scaling import flops
-from search import baselines, game, mcts, problems
 from search import eval as search_eval
+from search import game, mcts, problems
 from train import checkpoint as ckpt_lib
 from train import data as data_lib
 from train import mesh as mesh_lib
@@ -98,52 +98,36 @@ def cached_evaluate(graphdef, tok_cfg: tokenizer.TokenizerConfig, rules: game.Ru
     return evaluate_lib.make_evaluate(graphdef, tok_cfg, rules)
 
 
-@functools.lru_cache(maxsize=8)
-def cached_uniform(rules: game.Rules):
-    return baselines.uniform_evaluate(rules)
-
-
 @functools.lru_cache(maxsize=64)
 def cached_runner(evaluate, rules: game.Rules, search_cfg: mcts.SearchConfig, mesh):
     return mcts.make_episode_runner(evaluate, rules, search_cfg, mesh)
 
 
 class Evaluator:
-    """Played-trajectory solve rates of one ``evaluate`` on every eval set and budget.
-
-    Entries have the ``search.eval`` format (contract 8): method ``mcts`` (learned network) or
-    ``uniform_mcts`` (uniform prior, zero value, no FLOPs), Gumbel search with
-    ``eval.gumbel_scale``, plus ``<method>_tree`` (a verified solution anywhere in a search tree).
-    The runners are compiled once per run (``search.eval.run_method`` builds them per call).
-    """
+    """Played-trajectory solve rates of one network on every eval set and budget, computed by
+    ``search.eval.run_sweep`` (its entry format, contract 8): method ``mcts`` (deterministic
+    Gumbel search with the network) or ``uniform_mcts`` (uniform prior, zero value, no FLOPs),
+    each with ``<method>_tree`` (a verified solution anywhere in a search tree).
+    ``search.eval`` caches its runners on ``make_evaluate``, so this object keeps one."""
 
     def __init__(self, evaluate, rules: game.Rules, sims: list[int], cfg: dict, mesh,
                  method: str, flops_per_eval: float, network: str = ""):
         e = cfg["eval"]
-        self.rules, self.method, self.flops_per_eval = rules, method, flops_per_eval
-        self.seed = e["seed"]
+        self.rules, self.sims, self.mesh, self.method = rules, sims, mesh, method
         self.network = network or cfg["name"]
-        self.runners = {s: cached_runner(evaluate, rules, mcts.SearchConfig(
-            num_simulations=s, max_num_considered_actions=e["max_considered"],
-            gumbel_scale=e["gumbel_scale"]), mesh) for s in sims}
+        self.make_evaluate = lambda rules: evaluate
+        self.flops_per_eval = lambda rules: flops_per_eval
+        self.opts = search_eval.SweepOptions(max_num_considered_actions=e["max_considered"],
+                                             seed=e["seed"])
 
     def __call__(self, params, sets: list[EvalSet]) -> list[dict[str, Any]]:
+        net = search_eval.Network(self.network, self.make_evaluate, params, self.flops_per_eval)
         out = []
         for es in sets:
-            for s, run in self.runners.items():
-                t0 = time.perf_counter()
-                ep = run(params, jax.random.key(self.seed), es.state)
-                sols = mcts.solutions(ep, self.rules)  # exact re-check with game.replay
-                evals = float(np.asarray(ep.num_evals).mean())
-                for method, k in ((self.method, sum(x.played for x in sols)),
-                                  (f"{self.method}_tree", sum(x.found for x in sols))):
-                    n = len(sols)
-                    out.append({"split": es.name, "method": method, "network": self.network,
-                                "simulations": s, "evals_per_problem": evals,
-                                "search_flops_per_problem": evals * self.flops_per_eval,
-                                "solve_rate": k / n,
-                                "solve_rate_ci": list(search_eval.wilson_ci(k, n)),
-                                "num_problems": n, "wall_time_s": time.perf_counter() - t0})
+            entries, _ = search_eval.run_sweep(es.name, es.problems, self.rules, net,
+                                               (self.method,), self.sims, self.opts, self.mesh,
+                                               progress=False)
+            out += entries
         return out
 
 
@@ -378,8 +362,8 @@ def _run(config, workdir: str, guard, max_iterations: int | None) -> dict[str, A
     self_play = cached_runner(s["evaluate"], rules, sp_cfg, mesh)
     model_eval = Evaluator(s["evaluate"], rules, sims, cfg, mesh, "mcts", s["flops_per_eval"])
     if not meta["baseline"]:
-        meta["baseline"] = Evaluator(cached_uniform(rules), rules, sims, cfg, mesh,
-                                     "uniform_mcts", 0.0, "uniform")(None, sets)
+        meta["baseline"] = Evaluator(None, rules, sims, cfg, mesh, "uniform_mcts", 0.0,
+                                     "uniform")(None, sets)
     writer = metrics_lib.MetricWriter(workdir, sl["iterations"], initial_step=it0)
     timer, seed, bs = metrics_lib.PhaseTimer(), cfg["seed"], cfg["train"]["batch_size"]
     status, last_eval = "completed", []

@@ -25,8 +25,8 @@ Sections beyond ``common.base_config`` (zeros mean "derive it"):
 - ``relabel``: hindsight ``enabled``, ``ratio`` (share of eligible unsolved episodes relabelled),
   ``max_value`` (largest |target| relabelled; 0 = what the tokenizer encodes exactly).
 - ``eval``: ``sets`` (``search.eval`` split specs: "g24:test:100,n5:test:50", or "tot100" with
-  ``csv`` = the ToT 24.csv), ``simulations`` ("8,32"), ``gumbel_scale`` (0 = deterministic
-  search, as ``search.eval``), ``max_considered``, ``seed`` (search keys).
+  ``csv`` = the ToT 24.csv), ``simulations`` ("8,32"), ``max_considered``, ``seed``; the
+  search is ``search.eval``'s deterministic Gumbel search (``gumbel_scale=0``).
 - ``init``: ``source`` scratch | supervised | hf, ``path``.
 """
 
@@ -47,8 +47,7 @@ def add_sections(c: ml_collections.ConfigDict) -> None:
         policy_targets="solutions"))
     c.relabel = ml_collections.ConfigDict(dict(enabled=True, ratio=1.0, max_value=0))
     c.eval = ml_collections.ConfigDict(dict(
-        sets="g24:test:100", csv="", simulations="8,32", gumbel_scale=0.0, max_considered=16,
-        seed=0))
+        sets="g24:test:100", csv="", simulations="8,32", max_considered=16, seed=0))
     c.init = ml_collections.ConfigDict(dict(source="scratch", path=""))
     c.ttt = ml_collections.ConfigDict(dict(
         source="", simulations=8, rollouts=8, epochs=4, lora_steps=8, lora_rank=4,
