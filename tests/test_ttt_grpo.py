@@ -36,33 +36,6 @@ def test_grpo_advantages_are_group_relative():
     np.testing.assert_array_equal(b["value"].reshape(2, 4, 3)[..., 0], solved.astype(float))
 
 
-def test_init_from_a_supervised_checkpoint(tmp_path):
-    """``init.source=supervised`` restores the parameters of a train-state checkpoint."""
-    import os
-
-    import jax
-
-    from train import checkpoint
-    from train import search_and_learn as sl
-
-    src = str(tmp_path / "sup")
-    s = sl.build(tiny_config(), src)
-    state = s["init_fn"]()
-    state["params"] = jax.tree.map(lambda x: x + 0.5, state["params"])  # not the fresh init
-    ck = checkpoint.Checkpointer(os.path.join(src, "checkpoints"), every=1, keep=1)
-    ck.save(7, state, {"update": 7})
-    ck.close()
-    c = tiny_config(**{"init.source": "supervised", "init.path": src})
-    s2 = sl.build(c, str(tmp_path / "w"))
-    got = sl.initial_state(s2)
-    pairs = zip(jax.tree.leaves(state["params"]), jax.tree.leaves(got["params"]), strict=True)
-    for a, b in pairs:
-        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
-    wrong = tiny_config(**{"init.source": "supervised", "init.path": src, "model.d_model": 32})
-    with pytest.raises(ValueError, match="this config expects"):
-        sl.initial_state(sl.build(wrong, str(tmp_path / "w2")))
-
-
 def test_curriculum_pools_and_batches():
     from search import game
     from train import search_and_learn as sl
