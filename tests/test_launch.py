@@ -254,6 +254,13 @@ def _grid(root: str, **kw):
     return g
 
 
+# The default supervised config with per-run overrides: exercises the override path of the grid.
+_OVERRIDES = dict(train_config="train/configs/default.py",
+                  overrides="data.n_max=4,tokenizer.number_encoding=whole,tokenizer.whole_max=40,"
+                            "train.batch_size=32,train.warmup_steps=5,train.eval_every=50,"
+                            "checkpoint.every=50")
+
+
 def test_sweep_plan_statuses_print_and_slurm(tmp_path, capsys):
     from launch import sweep
     from nnx_models import tokenizer
@@ -261,7 +268,7 @@ def test_sweep_plan_statuses_print_and_slurm(tmp_path, capsys):
     from train import steps
 
     root = str(tmp_path / "sweep")
-    plan = sweep.design(_grid(root))
+    plan = sweep.design(_grid(root, **_OVERRIDES))
     assert plan.seq_len == 27 and plan.tokens_per_step == 32 * 27
     tok = tokenizer.TokenizerConfig(n_max=4, number_encoding="whole", max_digits=3, whole_max=40)
     for r in plan.runs:  # N and C are those run.json will record for this config
@@ -274,7 +281,7 @@ def test_sweep_plan_statuses_print_and_slurm(tmp_path, capsys):
     json.dump({"steps": done.steps, "status": "completed"},
               open(os.path.join(root, done.name, "run.json"), "w"))
     os.makedirs(os.path.join(root, partial.name, "checkpoints", "50"))
-    assert sweep.main_run(_grid(root), "print", ["--config.seed=3"]) == 0
+    assert sweep.main_run(_grid(root, **_OVERRIDES), "print", ["--config.seed=3"]) == 0
     out = capsys.readouterr().out
     commands = [line for line in out.splitlines() if line.startswith("python -m train.main")]
     assert len(commands) == len(plan.runs) - 1 and done.name not in "".join(commands)
@@ -289,7 +296,7 @@ def test_sweep_plan_statuses_print_and_slurm(tmp_path, capsys):
     saved = json.load(open(os.path.join(root, "sweep.json")))
     assert [r["status"] for r in saved["runs"]][:2] == ["done", "partial"]
 
-    assert sweep.main_run(_grid(root), "slurm", [], max_parallel=2) == 0
+    assert sweep.main_run(_grid(root, **_OVERRIDES), "slurm", [], max_parallel=2) == 0
     out = capsys.readouterr().out
     args_file = os.path.join(root, "sweep_args.txt")
     assert f"sbatch --array=0-{len(plan.runs) - 2}%2 --export=ALL,ZERO24_ARGS_FILE={args_file} " \

@@ -1,4 +1,4 @@
-r"""A CPU-sized IsoFLOP grid: 2 budgets x 3 depths of the default supervised config (minutes).
+r"""A CPU-sized IsoFLOP grid: 2 budgets x 3 depths of the tiny supervised sweep config (minutes).
 
     python -m launch.sweep --grid=launch/sweeps/tiny.py --backend=print
     python -m launch.sweep --grid=launch/sweeps/tiny.py --backend=local
@@ -16,19 +16,14 @@ Fields (any can be overridden: ``--grid.total_flops=3e13``):
 
 import ml_collections
 
+from train.configs import sweep_tiny
+
 
 def get_config() -> ml_collections.ConfigDict:
-    c = ml_collections.ConfigDict()
-    c.train_config = "train/configs/default.py"
-    c.overrides = ("data.n_max=4,tokenizer.number_encoding=whole,tokenizer.whole_max=40,"
-                   "train.batch_size=32,train.warmup_steps=5,train.eval_every=50,"
-                   "checkpoint.every=50")
+    # The real CPU sweep's grid (train/configs/sweep_tiny.py:grid), cut to 2 budgets and a third
+    # of its compute so that it finishes in minutes.
+    c = sweep_tiny.grid_config()
     c.total_flops = 4e12
     c.num_budgets = 2
-    c.budget_ratio = 3.0
-    c.sizes_per_budget = 3
-    c.depths = "1,2,3"
-    c.tokens_per_param = 20.0
-    c.min_steps = 20
     c.root = "runs/sweep_tiny"
     return c
