@@ -26,23 +26,33 @@ def _colors(k: int):
     return colormaps["viridis"](np.linspace(0.05, 0.9, max(k, 1)))
 
 
-def isoflop_curves(table: RunTable, fit2: IsoFlopFit, path: str, budget_rtol: float = 0.05) -> str:
-    """Loss vs N per budget, with each budget's parabola and its vertex."""
-    per_run, _ = group_budgets(table.flops, budget_rtol)
+def isoflop_curves(table: RunTable, fit2: IsoFlopFit | None, path: str,
+                   budget_rtol: float = 0.05) -> str:
+    """Loss vs N per budget, with each budget's parabola and its vertex.
+
+    ``fit2=None`` (approach 2 was skipped) still draws the measured profiles, joined by lines, so a
+    reader can see why no optimum was fitted (e.g. the smallest model wins at every budget).
+    """
+    per_run, budgets = group_budgets(table.flops, budget_rtol)
+    budgets = fit2.budgets if fit2 is not None else budgets
     fig = Figure(figsize=(6.4, 4.4))
     ax = fig.add_subplot()
-    for color, b, coeffs, n_opt, l_opt in zip(_colors(len(fit2.budgets)), fit2.budgets,
-                                              fit2.parabolas, fit2.n_opt, fit2.loss_opt,
-                                              strict=True):
+    for k, (color, b) in enumerate(zip(_colors(len(budgets)), budgets, strict=True)):
         m = per_run == b
         ax.scatter(table.params[m], table.loss[m], color=color, s=18, label=f"C={b:.2g}")
+        if fit2 is None:
+            order = np.argsort(table.params[m])
+            ax.plot(table.params[m][order], table.loss[m][order], color=color, lw=1, ls=":")
+            continue
+        coeffs, n_opt, l_opt = fit2.parabolas[k], fit2.n_opt[k], fit2.loss_opt[k]
         if np.isfinite(coeffs).all():
             x = np.linspace(np.log10(table.params[m].min()), np.log10(table.params[m].max()), 60)
             ax.plot(10**x, np.polyval(coeffs, x), color=color, lw=1)
         if np.isfinite(n_opt):
             ax.scatter([n_opt], [l_opt], color=color, marker="*", s=90, edgecolor="k", zorder=3)
-    ax.set(xscale="log", xlabel="parameters N (non-embedding)", ylabel=table.loss_key,
-           title=f"IsoFLOP profiles ({fit2.method}); * = optimum")
+    title = (f"IsoFLOP profiles ({fit2.method}); * = optimum" if fit2 is not None
+             else "IsoFLOP profiles (no parabola fit: see report)")
+    ax.set(xscale="log", xlabel="parameters N (non-embedding)", ylabel=table.loss_key, title=title)
     ax.legend(fontsize=7, ncol=2)
     return _save(fig, path)
 

@@ -178,9 +178,8 @@ def _suggestions(out: dict, opts: ReportOptions) -> list[dict]:
 def _plot_all(objs: dict, out_dir: str, opts: ReportOptions) -> list[str]:
     paths, table = [], objs["table"]
     p = lambda name: os.path.join(out_dir, name)
-    if "approach2" in objs:
-        paths.append(plots.isoflop_curves(table, objs["approach2"], p("isoflops.png"),
-                                          opts.budget_rtol))
+    paths.append(plots.isoflop_curves(table, objs.get("approach2"), p("isoflops.png"),
+                                      opts.budget_rtol))
     iso = [objs[k] for k in ("approach2", "approach2_lowest_biased") if k in objs]
     if iso:
         paths.append(plots.optimal_vs_compute(iso, p("optimal_vs_compute.png"),

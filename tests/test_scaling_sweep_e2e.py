@@ -136,5 +136,5 @@ def test_search_evals_of_sweep_runs_then_report(sweep, tmp_path):
     # Records are named after their directories (sweep_eval.name_run), so curves are told apart.
     assert fits["search"]["split"] == SPLIT
     assert sorted(c["run"] for c in curves) == sorted(r.name for r in sweep.runs[2:])
-    assert {"loss_vs_compute.png", "solve_rate_vs_search.png"} <= set(fits["plots"])
+    assert {"isoflops.png", "loss_vs_compute.png", "solve_rate_vs_search.png"} <= set(fits["plots"])
     assert "# Scaling report" in (out / "report.md").read_text()
