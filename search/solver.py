@@ -87,7 +87,8 @@ def _frac_key(num: int, den: int, fractions: bool, max_abs: int) -> int | None:
     if den < 0:
         g = -g
     num, den = num // g, den // g
-    if den > max_abs or not -max_abs <= num <= max_abs or (not fractions and (den != 1 or num <= 0)):
+    if (den > max_abs or not -max_abs <= num <= max_abs
+            or (not fractions and (den != 1 or num <= 0))):
         return None
     return (num << _SHIFT) | den
 

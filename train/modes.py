@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 
 def run(mode: str, config, workdir: str, runs: Sequence[str] = ()) -> object:
-    """Runs ``mode`` on ``config`` in ``workdir``; lazy imports: ``generate_data`` needs no model."""
+    """Runs ``mode`` on ``config`` in ``workdir``; lazy imports (generate_data needs no model)."""
     if mode == "generate_data":
         from train import data
 
