@@ -92,7 +92,7 @@ def rollout_batch(s: dict, ro: baselines.Rollouts, start: game.State, normalize:
 
 def main(config, workdir: str) -> dict[str, Any]:
     t_start = time.time()
-    cfg0 = supervised._as_dict(config)
+    cfg0 = supervised.as_dict(config)
     g = cfg0["grpo"]
     for key in ("iterations", "problems", "group", "steps_per_iter"):
         if g[key] < 1:
@@ -105,8 +105,8 @@ def main(config, workdir: str) -> dict[str, Any]:
     rows = g["problems"] * g["group"] * (rules.n_max - 1)
     mesh_lib.check_batch_size(rows, mesh, "config.grpo.problems * group * (n_max - 1)")
     ckpt_lib.ensure_writable(workdir)
-    supervised._check_resume_config(workdir, cfg)
-    supervised._write_config(workdir, cfg)
+    supervised.check_resume_config(workdir, cfg)
+    supervised.write_config(workdir, cfg)
     curriculum, sets = sl.Curriculum(cfg, rules), sl.eval_sets(cfg, rules)
     state = sl.initial_state(s)
     ref_params = jax.tree.map(jnp.copy, state["params"])

@@ -193,7 +193,7 @@ def build(config, workdir: str, total_steps: int | None = None) -> dict:
     """Validated setup shared by search_and_learn / ttt / grpo: rules, model, train state init,
     evaluate, FLOPs per evaluation. ``init.source`` picks scratch, a supervised/search run's
     checkpoint (``init.path`` = its workdir) or an HF/SmolLM2 directory."""
-    cfg = supervised._as_dict(config)
+    cfg = supervised.as_dict(config)
     # The schedule spans every update of the run: train.steps is derived, not read.
     total = total_steps or cfg["sl"]["iterations"] * cfg["sl"]["train_steps"]
     cfg["train"] = dict(cfg["train"], steps=max(total, 1),
@@ -339,8 +339,8 @@ def _run(config, workdir: str, guard, max_iterations: int | None) -> dict[str, A
             raise ValueError(f"config.sl.{key}={sl[key]} is out of range; allowed >= 1.")
     curriculum, sets, sims = Curriculum(cfg, rules), eval_sets(cfg, rules), sims_list(cfg)
     ckpt_lib.ensure_writable(workdir)
-    supervised._check_resume_config(workdir, cfg)
-    supervised._write_config(workdir, cfg)
+    supervised.check_resume_config(workdir, cfg)
+    supervised.write_config(workdir, cfg)
     buf = make_buffer(s)
     ckpt = ckpt_lib.Checkpointer(os.path.join(workdir, "checkpoints"), every=1,
                                  keep=cfg["checkpoint"]["keep"],
@@ -396,7 +396,7 @@ def _run(config, workdir: str, guard, max_iterations: int | None) -> dict[str, A
                     acc = m if acc is None else jax.tree.map(lambda a, b: a + b, acc, m)
                 host = {f"train/{k}": float(v) / sl["train_steps"]
                         for k, v in jax.device_get(acc).items()}
-                supervised._finite_or_raise(host, it + 1, ckpt)
+                supervised.finite_or_raise(host, it + 1, ckpt)
                 meta["updates"] += sl["train_steps"]
             newest = cls_idx == meta["level"] - 1
             rate_new = float(solved[newest].mean())

@@ -42,13 +42,13 @@ class NonFiniteError(FloatingPointError):
     """Raised when training produced NaN/inf; the newest checkpoint predates it."""
 
 
-def _as_dict(config) -> dict:
+def as_dict(config) -> dict:
     return config.to_dict() if isinstance(config, ml_collections.ConfigDict) else dict(config)
 
 
 def setup(config: Mapping[str, Any], workdir: str) -> dict:
     """Validated pieces every mode needs: rules, tokenizer/model configs, mesh, optimizer."""
-    cfg = _as_dict(config)
+    cfg = as_dict(config)
     cls = data_lib.problem_class(cfg)
     tok_cfg = tokenizer.TokenizerConfig(n_max=cls.rules.n_max, **cfg["tokenizer"])
     model_cfg = steps.model_config(cfg["model"], tok_cfg)
@@ -66,7 +66,7 @@ def setup(config: Mapping[str, Any], workdir: str) -> dict:
                 seq_len=tokenizer.seq_len(tok_cfg))
 
 
-def _check_resume_config(workdir: str, cfg: dict) -> None:
+def check_resume_config(workdir: str, cfg: dict) -> None:
     """Refuses to resume a workdir whose checkpoints came from a different model/data config."""
     path = os.path.join(workdir, "config.json")
     if not os.path.exists(path):
@@ -82,7 +82,7 @@ def _check_resume_config(workdir: str, cfg: dict) -> None:
                              "--workdir.")
 
 
-def _write_config(workdir: str, cfg: dict) -> None:
+def write_config(workdir: str, cfg: dict) -> None:
     if jax.process_index() == 0:
         tmp = os.path.join(workdir, f"config.json.tmp{os.getpid()}")
         with open(tmp, "w", encoding="utf-8") as f:
@@ -116,7 +116,7 @@ def evaluate_checkpoint(config, workdir: str) -> dict[str, float]:
     """``--mode=eval``: eval-split metrics of the newest checkpoint in ``workdir``."""
     s = setup(config, workdir)
     cfg, mesh = s["cfg"], s["mesh"]
-    _check_resume_config(workdir, cfg)
+    check_resume_config(workdir, cfg)
     ckpt = _checkpointer(cfg, workdir)
     latest = ckpt.latest_step()
     if latest is None:
@@ -134,7 +134,7 @@ def evaluate_checkpoint(config, workdir: str) -> dict[str, float]:
     return {**out, "update": latest}
 
 
-def _finite_or_raise(host_metrics: dict, update: int, ckpt: ckpt_lib.Checkpointer) -> None:
+def finite_or_raise(host_metrics: dict, update: int, ckpt: ckpt_lib.Checkpointer) -> None:
     bad = {k: v for k, v in host_metrics.items() if not np.isfinite(v)}
     if bad:
         ckpt.wait()
@@ -162,14 +162,14 @@ def _train(config, workdir: str, guard: ckpt_lib.PreemptionGuard) -> dict[str, f
     cfg, mesh, tx, seq_len = s["cfg"], s["mesh"], s["tx"], s["seq_len"]
     tcfg = cfg["train"]
     ckpt_lib.ensure_writable(workdir, create=False)
-    _check_resume_config(workdir, cfg)
+    check_resume_config(workdir, cfg)
     timer = metrics_lib.PhaseTimer()
     with timer("data_load"):
         train_arrays, eval_arrays = data_lib.load(cfg, workdir, s["tok_cfg"], s["rules"])
         loader = data_lib.Loader(train_arrays, tcfg["batch_size"], mesh,
                                  cfg["data"]["shuffle_seed"])
     ckpt_lib.ensure_writable(workdir)  # only now: a run that fails validation leaves no workdir
-    _write_config(workdir, cfg)
+    write_config(workdir, cfg)
     logging.info("mesh %s; model %s; %d train / %d eval examples, seq_len %d",
                  mesh_lib.describe(mesh), s["model_cfg"], loader.size, len(eval_arrays["tokens"]),
                  seq_len)
@@ -259,7 +259,7 @@ def _train(config, workdir: str, guard: ckpt_lib.PreemptionGuard) -> dict[str, f
             if update % tcfg["log_every"] == 0 or update == 1 or last or due_save:
                 with timer("log"):
                     host = {f"train/{k}": float(v) / n_acc for k, v in jax.device_get(acc).items()}
-                    _finite_or_raise(host, update, ckpt)
+                    finite_or_raise(host, update, ckpt)
                     host.update(perf(update, u_log, time.perf_counter() - t_log, timer.pop()))
                     writer.write(update, host)
                     final.update(host)

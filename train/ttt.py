@@ -46,7 +46,7 @@ from train import search_and_learn as sl
 def source_setup(config, workdir: str) -> tuple[dict, Any, str]:
     """(setup, base params, source workdir): model/tokenizer/data sections come from the source
     run's ``config.json`` so its checkpoint restores; everything else from ``config``."""
-    cfg = supervised._as_dict(config)
+    cfg = supervised.as_dict(config)
     source = cfg["ttt"]["source"] or workdir
     path = os.path.join(source, "config.json")
     if not os.path.isfile(path):
