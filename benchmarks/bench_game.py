@@ -14,7 +14,9 @@ states are compared exactly before any number is printed. The Python engine is t
 ``--ref_states`` states and reported per state (no extrapolation in the rate). A ``step`` "state"
 is one state transition: B * (n - 1) of them per JAX call, each Python transition builds the
 exact ``Fraction`` result, checks its range and copies the slot list.
-Also printed: the per-call dispatch overhead (a jitted call that adds 1 to the int32[B] ``moves``
+Also printed: the floor that exact arithmetic sets, the jitted exact reduction (30-step gcd + range
+checks, ``game._reduce``) alone on as many random unreduced results as ``step`` makes, and the
+ratio the engine could reach if reducing were all it did; and the per-call dispatch overhead (a jitted call that adds 1 to the int32[B] ``moves``
 array: launch, one tiny kernel, result buffer), which is included in the JAX times above.
 """
 
@@ -117,6 +119,16 @@ def main(argv=None) -> dict:
     jax.block_until_ready((play(state0, acts), legal(state0)))  # compile outside the timings
     t_jax_step = _best_wall(lambda: jax.block_until_ready(play(state0, acts)), args.repeats)
     t_jax_legal = _best_wall(lambda: jax.block_until_ready(legal(state0)), args.repeats)
+    # The exact-arithmetic floor: reducing B * moves results and nothing else (the gcd loop is
+    # fixed-length, so its cost does not depend on the values drawn here).
+    raw = rng.integers(-(2**29), 2**29, size=(2, args.batch * moves), dtype=np.int64)
+    raw_num = jnp.asarray(raw[0], jnp.int32)
+    raw_den = jnp.asarray(np.abs(raw[1]) + 1, jnp.int32)
+    reduce_only = jax.jit(lambda n, d: game._reduce(n, d, rules))
+    jax.block_until_ready(reduce_only(raw_num, raw_den))
+    t_reduce = _best_wall(
+        lambda: jax.block_until_ready(reduce_only(raw_num, raw_den)), 4 * args.repeats
+    )
     bump = jax.jit(lambda m: m + 1)  # the per-call floor: dispatch + one tiny kernel
     jax.block_until_ready(bump(state0.moves))
     t_dispatch = _best_wall(lambda: jax.block_until_ready(bump(state0.moves)), 4 * args.repeats)
@@ -175,6 +187,13 @@ def main(argv=None) -> dict:
         f"per JAX call: step (scan of {moves} moves) {t_jax_step * 1e3:.3f} ms, legal_mask "
         f"{t_jax_legal * 1e3:.3f} ms, dispatch overhead {t_dispatch * 1e6:.0f} us"
     )
+    n_results = args.batch * moves
+    reduce_ceiling = (n_results / t_reduce) / rows[0]["python_states_per_s"]
+    print(
+        f"exact-arithmetic floor: reducing {n_results} results alone takes "
+        f"{t_reduce * 1e3:.3f} ms = {t_reduce / n_results * 1e9:.1f} ns/transition, "
+        f"a ceiling of {reduce_ceiling:.0f}x on the step ratio"
+    )
     out = {
         "benchmark": "bench_game",
         "batch": args.batch,
@@ -187,6 +206,8 @@ def main(argv=None) -> dict:
         "jax_step_call_s": t_jax_step,
         "jax_legal_call_s": t_jax_legal,
         "dispatch_overhead_s": t_dispatch,
+        "reduce_only_call_s": t_reduce,
+        "reduce_only_ratio_ceiling": reduce_ceiling,
     }
     return write_json(out, args.out)
 
