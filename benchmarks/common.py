@@ -8,6 +8,10 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from launch import host
+
+host.tune_malloc()  # every benchmark imports this module: same allocator policy for both sides
+
 
 def best_time(fn: Callable[[], Any], repeats: int) -> tuple[float, float, Any]:
     """(best wall seconds, best process-CPU seconds, last result) over ``repeats`` calls.

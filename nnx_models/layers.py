@@ -73,6 +73,18 @@ class RMSNorm(nnx.Module):
         return (y * self.scale[...].astype(jnp.float32)).astype(x.dtype)
 
 
+def matmul_2d(x_TxK: jax.Array, w_KxN: jax.Array) -> jax.Array:
+    """[T, K] @ [K, N] with the batch and sequence axes already flattened into T.
+
+    Why not ``einsum("bld,dhk->blhk")`` on the 3-D activations: XLA:CPU lowers the *backward* of
+    a dot with two batch-like free axes through extra transposes and copies (measured on a 2-layer
+    d_model=128 model, B=64 L=32: the MLP's gradient took 16.4 ms as a 3-D dot vs 9.0 ms as a 2-D
+    one, forward unchanged). Flattening is a free bitcast and GSPMD keeps a ``data``-sharded batch
+    axis sharded through the merge, so nothing is lost on accelerators.
+    """
+    return x_TxK @ w_KxN
+
+
 def rope_tables(seq_len: int, head_dim: int, theta: float) -> tuple[jax.Array, jax.Array]:
     """cos, sin: float32[L, head_dim] in the HF "rotate_half" layout (frequencies repeated)."""
     inv = 1.0 / (theta ** (np.arange(0, head_dim, 2, dtype=np.float64) / head_dim))
@@ -102,13 +114,20 @@ class Attention(nnx.Module):
 
     def __call__(self, x_BxLxD, cos, sin):
         dt = self.cfg.compute_dtype
-        proj = lambda name: jnp.einsum("bld,dhk->blhk", x_BxLxD, weight(self, name, dt))
-        q, k, v = proj("wq"), proj("wk"), proj("wv")  # [B, L, H(kv), hd]
+        b, l, d = x_BxLxD.shape
+        x_TxD = x_BxLxD.reshape(b * l, d)
+
+        def proj(name):  # [B, L, H(kv), hd]
+            w = weight(self, name, dt)
+            return matmul_2d(x_TxD, w.reshape(d, -1)).reshape(b, l, *w.shape[1:])
+
+        q, k, v = proj("wq"), proj("wk"), proj("wv")
         q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
         out = jax.nn.dot_product_attention(
             q, k, v, is_causal=True, implementation=self.cfg.attention_impl
         )  # [B, L, H, hd]
-        return jnp.einsum("blhk,hkd->bld", out, weight(self, "wo", dt))
+        wo = weight(self, "wo", dt)
+        return matmul_2d(out.reshape(b * l, -1), wo.reshape(-1, d)).reshape(b, l, d)
 
 
 class MLP(nnx.Module):
@@ -122,12 +141,13 @@ class MLP(nnx.Module):
 
     def __call__(self, x_BxLxD):
         dt = self.cfg.compute_dtype
-        up = x_BxLxD @ weight(self, "w_up", dt)
+        x_TxD = x_BxLxD.reshape(-1, x_BxLxD.shape[-1])
+        up = matmul_2d(x_TxD, weight(self, "w_up", dt))
         if self.cfg.mlp == "swiglu":
-            hid = jax.nn.silu(x_BxLxD @ weight(self, "w_gate", dt)) * up
+            hid = jax.nn.silu(matmul_2d(x_TxD, weight(self, "w_gate", dt))) * up
         else:
             hid = jnp.square(jax.nn.relu(up))
-        return hid @ weight(self, "w_down", dt)
+        return matmul_2d(hid, weight(self, "w_down", dt)).reshape(x_BxLxD.shape)
 
 
 class Block(nnx.Module):

@@ -7,7 +7,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from nnx_models.config import ModelConfig
-from nnx_models.layers import Block, RMSNorm, make_param, rope_tables
+from nnx_models.layers import Block, RMSNorm, make_param, matmul_2d, rope_tables
 
 
 class Transformer(nnx.Module):
@@ -63,7 +63,9 @@ class Transformer(nnx.Module):
         """Next-token logits float32[B, L, V]."""
         dt = self.cfg.compute_dtype
         w = self.embed[...].T if self.cfg.tie_embeddings else self.lm_head[...]
-        return (hidden_BxLxD @ w.astype(dt)).astype(jnp.float32)
+        b, l, d = hidden_BxLxD.shape
+        logits_TxV = matmul_2d(hidden_BxLxD.reshape(b * l, d), w.astype(dt))
+        return logits_TxV.reshape(b, l, -1).astype(jnp.float32)
 
     def __call__(self, tokens_BxL: jax.Array) -> jax.Array:
         return self.logits(self.hidden(tokens_BxL))

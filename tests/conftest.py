@@ -14,6 +14,10 @@ import pathlib  # noqa: E402
 
 import pytest  # noqa: E402
 
+from launch import host  # noqa: E402
+
+host.tune_malloc()  # keep XLA:CPU's freed buffers mapped between calls (launch/host.py)
+
 SHARED_BENCH = pathlib.Path(__file__).resolve().parents[1].parent / "shared" / "benchmarks"
 
 

@@ -18,7 +18,7 @@ import sys
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from launch import multihost  # defines --multihost & co.; imports no jax devices
+from launch import host, multihost  # multihost defines --multihost & co.; no jax devices
 from train import modes
 from train.configs.common import MODES
 
@@ -37,6 +37,7 @@ def main(argv: list[str]) -> None:
     mode = _MODE.value or _CONFIG.value.mode
     if mode not in MODES:
         raise app.UsageError(f"config.mode={mode!r} is unknown; allowed {MODES}.")
+    host.tune_malloc()  # XLA:CPU steps re-fault their buffers otherwise (launch/host.py)
     try:
         multihost.initialize_from_flags()  # before anything touches jax devices
         result = modes.run(mode, _CONFIG.value, _WORKDIR.value, runs=_RUNS.value)
