@@ -16,8 +16,9 @@ is one state transition: B * (n - 1) of them per JAX call, each Python transitio
 exact ``Fraction`` result, checks its range and copies the slot list.
 Also printed: the floor that exact arithmetic sets, the jitted exact reduction (30-step gcd + range
 checks, ``game._reduce``) alone on as many random unreduced results as ``step`` makes, and the
-ratio the engine could reach if reducing were all it did; and the per-call dispatch overhead (a jitted call that adds 1 to the int32[B] ``moves``
-array: launch, one tiny kernel, result buffer), which is included in the JAX times above.
+ratio the engine could reach if reducing were all it did; and the per-call dispatch overhead (a
+jitted call that adds 1 to the int32[B] ``moves`` array: launch, one tiny kernel, result buffer),
+which is included in the JAX times above.
 """
 
 from __future__ import annotations

@@ -50,11 +50,11 @@ SIZES = {  # Llama shapes (SwiGLU): depth-rule sizes and the SmolLM2-135M preset
 
 
 def _time(fn, repeats: int, warmup_calls: int = 10, warmup_s: float = 1.0) -> float:
-    """Best-of-``repeats`` wall seconds after a warm-up of >= ``warmup_calls`` calls and >= ``warmup_s``.
+    """Best-of-``repeats`` wall seconds after a warm-up (>= ``warmup_calls`` and >= ``warmup_s``).
 
-    Both frameworks need it: XLA:CPU's first ~10 train steps of a small model ran ~40% slower than
-    the steady state (thread pool and allocator settling; 32 ms vs 23 ms for d2), and torch fills
-    its allocator and oneDNN primitive caches. Compilation happens in the first call.
+    The first call compiles; torch fills its allocator and oneDNN primitive caches in the next
+    few. (The 32 ms vs 23 ms d2 step seen before ``launch.host.tune_malloc`` was the allocator
+    returning pages to the OS, not warm-up: it persisted for as many calls as we ran.)
     """
     start, calls = time.perf_counter(), 0
     while calls < warmup_calls or time.perf_counter() - start < warmup_s:

@@ -114,12 +114,12 @@ class Attention(nnx.Module):
 
     def __call__(self, x_BxLxD, cos, sin):
         dt = self.cfg.compute_dtype
-        b, l, d = x_BxLxD.shape
-        x_TxD = x_BxLxD.reshape(b * l, d)
+        batch, seq, d = x_BxLxD.shape
+        x_TxD = x_BxLxD.reshape(batch * seq, d)
 
         def proj(name):  # [B, L, H(kv), hd]
             w = weight(self, name, dt)
-            return matmul_2d(x_TxD, w.reshape(d, -1)).reshape(b, l, *w.shape[1:])
+            return matmul_2d(x_TxD, w.reshape(d, -1)).reshape(batch, seq, *w.shape[1:])
 
         q, k, v = proj("wq"), proj("wk"), proj("wv")
         q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
@@ -127,7 +127,7 @@ class Attention(nnx.Module):
             q, k, v, is_causal=True, implementation=self.cfg.attention_impl
         )  # [B, L, H, hd]
         wo = weight(self, "wo", dt)
-        return matmul_2d(out.reshape(b * l, -1), wo.reshape(-1, d)).reshape(b, l, d)
+        return matmul_2d(out.reshape(batch * seq, -1), wo.reshape(-1, d)).reshape(batch, seq, d)
 
 
 class MLP(nnx.Module):

@@ -63,9 +63,9 @@ class Transformer(nnx.Module):
         """Next-token logits float32[B, L, V]."""
         dt = self.cfg.compute_dtype
         w = self.embed[...].T if self.cfg.tie_embeddings else self.lm_head[...]
-        b, l, d = hidden_BxLxD.shape
-        logits_TxV = matmul_2d(hidden_BxLxD.reshape(b * l, d), w.astype(dt))
-        return logits_TxV.reshape(b, l, -1).astype(jnp.float32)
+        batch, seq, d = hidden_BxLxD.shape
+        logits_TxV = matmul_2d(hidden_BxLxD.reshape(batch * seq, d), w.astype(dt))
+        return logits_TxV.reshape(batch, seq, -1).astype(jnp.float32)
 
     def __call__(self, tokens_BxL: jax.Array) -> jax.Array:
         return self.logits(self.hidden(tokens_BxL))

@@ -8,8 +8,6 @@ import sys
 
 import pytest
 
-from launch import host
-
 _SNIPPET = "from launch import host; print(host.tune_malloc(), host.tune_malloc())"
 
 
