@@ -13,6 +13,9 @@ overhead = t(search) / ((S + 1) * t(forward)); 1.0 is the physical limit (the se
 but network calls). ``python tree``: ``benchmarks.python_mcts`` (TS-LLM style: one batch-1 network
 call per simulation) on a few problems (best of ``--repeats``); speedup = batched simulations/s /
 Python simulations/s, with the network and with ``uniform_evaluate`` (the search machinery alone).
+The *network ceiling* is the speedup the batched search would reach if every network evaluation
+ran at this machine's fp32 GEMM peak (a jitted 1024^3 matmul, measured in the same run): the
+physical limit of the "with network" row on this hardware.
 Timing: compile excluded (one warm-up call), then best of ``--repeats`` calls, the forward and
 the search interleaved so that machine load hits both alike. JSON goes to ``--out``.
 """
@@ -80,6 +83,11 @@ def run(batch: int, sims: int, depth: int, repeats: int, python_problems: int) -
                             network_calls=py.calls, wall_s=wall,
                             sims_per_s=python_problems * sims / wall, batched_sims_per_s=batched,
                             speedup=batched / (python_problems * sims / wall))
+    # The most the batched search could gain over the Python tree with this network on this
+    # machine: every simulation needs one forward, and no forward can beat the GEMM peak.
+    fwd_flops = flops.forward_flops_per_state(cfg, seq_len(tok), 4)
+    peak = _gemm_peak_flop_s()
+    ceiling = (peak / fwd_flops) / python["network"]["sims_per_s"]
     return dict(
         batch=batch, simulations=sims, depth=depth, params=flops.param_counts(cfg)["total"],
         forward_flops_per_state=flops.forward_flops_per_state(cfg, seq_len(tok), 4),
@@ -90,6 +98,7 @@ def run(batch: int, sims: int, depth: int, repeats: int, python_problems: int) -
         # Batched states/s over batch-1 states/s of the bare network: what any search that makes
         # one network call per simulation can gain from batching on this machine.
         forward_batching_gain=batch * t_fwd1 / t_fwd, python_tree=python,
+        gemm_peak_flop_s=peak, network_ceiling_speedup=ceiling,
         device=jax.devices()[0].device_kind, device_count=jax.device_count())
 
 
@@ -101,6 +110,13 @@ def _forward_loop(params, state, evaluate, n: int):
         return acc_B + evaluate(params, st)[1]
 
     return jax.lax.fori_loop(0, n, body, jnp.zeros(state.num.shape[:1]))
+
+
+def _gemm_peak_flop_s(n: int = 1024) -> float:
+    """FLOP/s of one jitted fp32 [n, n] @ [n, n] matmul: the compute roof of this machine."""
+    a = jnp.ones((n, n), jnp.float32)
+    mm = jax.jit(lambda x: x @ x)
+    return 2 * n**3 / _best(lambda: mm(a).block_until_ready(), 10)
 
 
 def _best(fn, repeats: int) -> float:
@@ -132,6 +148,9 @@ def main(argv=None) -> dict:
     print(f"tree + game share of the search time    = {r['tree_and_game_fraction']:.3f}")
     print(f"forward at batch 1: {r['forward_batch1_s'] * 1e3:.2f} ms; batching gain of the bare "
           f"network (states/s at B over states/s at 1) = {r['forward_batching_gain']:.1f}x")
+    print(f"network ceiling: {r['forward_flops_per_state'] / 1e6:.1f} MFLOP per evaluation at the "
+          f"{r['gemm_peak_flop_s'] / 1e9:.0f} GFLOP/s GEMM peak caps the speedup with the network "
+          f"at {r['network_ceiling_speedup']:.1f}x on this machine")
     for name, py in r["python_tree"].items():
         print(f"python tree ({name}): {py['simulations']} sims in {py['wall_s']:.2f}s = "
               f"{py['sims_per_s']:.0f}/s; batched: {py['batched_sims_per_s']:.0f}/s; "
