@@ -4,8 +4,9 @@ r"""Search evals of finished sweep runs: solve rate vs simulations, appended to 
         --methods=mcts --budgets=1,4,16,64,256
 
 For every run directory (``run.json`` + ``checkpoints/``) the network of the newest checkpoint is
-rebuilt from the run's own ``config.json`` (model and tokenizer exactly as trained, states with the
-run's ``Rules.n_max`` slots) and handed to ``search.eval.evaluate_run``, which writes
+rebuilt from the run's own ``config.json`` (``train.run_model.load_run_model``: model and tokenizer
+exactly as trained, states with the run's ``Rules.n_max`` slots; supervised and search-and-learn
+checkpoints) and handed to ``search.eval.evaluate_run``, which writes
 ``<run>/search_eval/`` (the latest call's results) and appends contract-8 ``search_evals`` entries
 to ``run.json`` (all of them). Only the budgets that ``run.json`` lacks for some requested (split,
 method) are searched, so the command is a cache like ``launch.sweep``: rerun it after more runs
@@ -13,8 +14,8 @@ finish, or with more budgets. All runs share one process, so JAX starts once. Re
 carry the sweep's shared ``config.name`` are renamed after their directory (`name_run`), so the
 report tells the runs apart.
 
-This glue lives in ``scripts/`` because it needs both ``train`` (config -> model, checkpoint
-reader) and ``search.eval``, and ``search/`` may not import ``train`` (DESIGN.md, layers).
+One run's sweep is ``python -m train.main --mode=eval`` (``train.run_model.eval_checkpoint``);
+this script adds the many-runs loop, the budget cache and the run naming of a scaling grid.
 """
 
 from __future__ import annotations
@@ -30,50 +31,6 @@ from collections.abc import Sequence
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if REPO not in sys.path:  # `python scripts/sweep_eval.py` from anywhere
     sys.path.insert(0, REPO)
-
-
-def load_run_model(workdir: str):
-    """(PolicyValueNet with the newest checkpoint's parameters, its Rules) of a train run."""
-    from flax import nnx
-
-    from nnx_models import PolicyValueNet, tokenizer
-    from train import checkpoint, data, steps
-
-    path = os.path.join(workdir, "config.json")
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"{path} is missing; {workdir} is not a train.main run directory.")
-    with open(path, encoding="utf-8") as f:
-        cfg = json.load(f)
-    rules = data.problem_class(cfg).rules
-    tok = tokenizer.TokenizerConfig(n_max=rules.n_max, **cfg["tokenizer"])
-    model = PolicyValueNet(steps.model_config(cfg["model"], tok), tok, rngs=nnx.Rngs(0))
-    ck = checkpoint.Checkpointer(os.path.join(workdir, "checkpoints"), every=1, keep=1,
-                                 async_save=False)
-    step = ck.latest_step()
-    if step is None:
-        ck.close()
-        raise FileNotFoundError(f"{workdir}/checkpoints holds no checkpoint; train the run first.")
-    pure = _pure(ck.load_numpy(step)["params"])
-    ck.close()
-    params = nnx.state(model)
-    try:
-        params.replace_by_pure_dict(pure)
-    except (KeyError, ValueError, TypeError) as e:
-        raise ValueError(f"{workdir}: checkpoint {step} does not fit the model of its "
-                         f"config.json ({e}).") from e
-    nnx.update(model, params)
-    return model, rules
-
-
-def _pure(tree):
-    """A checkpoint's params as ``replace_by_pure_dict`` wants them: orbax gives list indices
-    (``nnx.List`` layers) as strings and keeps each Variable as ``{"value": array}``."""
-    if not isinstance(tree, dict):
-        return tree
-    if set(tree) == {"value"} and not isinstance(tree["value"], dict):
-        return tree["value"]
-    return {int(k) if isinstance(k, str) and k.isdigit() else k: _pure(v)
-            for k, v in tree.items()}
 
 
 def name_run(workdir: str) -> str:
@@ -109,7 +66,7 @@ def evaluate_runs(run_dirs: Sequence[str], splits: Sequence[str], methods: Seque
                   budgets: Sequence[int], batch_size: int = 128,
                   progress: bool = False) -> dict[str, str]:
     """Evaluate every finished run of ``run_dirs``; returns {run dir: evaluated | cached | why}."""
-    from search import eval as search_eval
+    from train import run_model
 
     out = {}
     for workdir in run_dirs:
@@ -122,11 +79,8 @@ def evaluate_runs(run_dirs: Sequence[str], splits: Sequence[str], methods: Seque
             out[workdir] = "cached"
             continue
         t0 = time.time()
-        model, rules = load_run_model(workdir)
-        net = search_eval.model_network(model, name_run(workdir))
-        search_eval.evaluate_run(workdir, net, splits, methods, todo, n_max=rules.n_max,
-                                 opts=search_eval.SweepOptions(batch_size=batch_size),
-                                 progress=progress)
+        run_model.search_evaluate(workdir, splits, methods, todo, batch_size=batch_size,
+                                  name=name_run(workdir), progress=progress)
         out[workdir] = f"evaluated budgets {todo} in {time.time() - t0:.0f} s"
         print(f"[sweep_eval] {workdir}: {out[workdir]}", flush=True)
     return out

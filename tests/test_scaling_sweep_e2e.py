@@ -21,7 +21,7 @@ from ml_collections import config_flags
 
 from launch import sweep as launch_sweep
 from scaling import flops
-from train import checkpoint
+from train import checkpoint, run_model
 from train import modes as train_modes
 from train.configs import sweep_tiny
 
@@ -89,8 +89,9 @@ def test_search_evals_of_sweep_runs_then_report(sweep, tmp_path):
     # search, the costliest step here; the two others show a report with partial search data.
     runs = [os.path.join(sweep.root, r.name) for r in sweep.runs[2:]]
 
-    # The network rebuilt from config.json carries the trained (checkpointed) parameters.
-    model, rules = evals.load_run_model(runs[0])
+    # The network rebuilt from config.json (train.run_model, which the script calls) carries
+    # the trained (checkpointed) parameters.
+    model, rules = run_model.load_run_model(runs[0])
     from flax import nnx
 
     ck = checkpoint.Checkpointer(os.path.join(runs[0], "checkpoints"), every=1, keep=1)
@@ -110,7 +111,8 @@ def test_search_evals_of_sweep_runs_then_report(sweep, tmp_path):
         rec = json.load(open(os.path.join(workdir, "run.json")))
         mine = {e["simulations"]: e for e in rec["search_evals"] if e["method"] == "mcts"}
         assert sorted(mine) == list(BUDGETS)
-        per_eval = flops.forward_flops_per_state(evals.load_run_model(workdir)[0].cfg, 27, 4)
+        model_cfg = run_model.load_run_model(workdir)[0].cfg
+        per_eval = flops.forward_flops_per_state(model_cfg, 27, 4)
         for b, e in mine.items():
             assert e["split"] == SPLIT and e["num_problems"] == 8 and 0 <= e["solve_rate"] <= 1
             # Every g24 episode is 3 moves of b simulations plus the root's evaluation.

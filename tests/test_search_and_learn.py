@@ -2,12 +2,14 @@
 
 import json
 import os
+import shutil
 
 import jax
 import numpy as np
 import pytest
+from flax import nnx
 
-from train import compare, grpo, run_record, ttt
+from train import compare, grpo, modes, run_model, run_record, ttt
 from train import search_and_learn as sl
 from train.configs import search
 from train.metrics import read_jsonl
@@ -26,11 +28,6 @@ def tiny_config(**overrides):
         section, field = key.split(".")
         c[section][field] = value
     return c
-
-
-def _restored(work: str):
-    state, step = sl._restore_numpy(work)
-    return state, step
 
 
 @pytest.fixture(scope="module")
@@ -81,8 +78,8 @@ def test_outputs_run_record_and_phase_timing(runs):
 
 def test_resume_is_equivalent_to_an_uninterrupted_run(runs):
     assert runs["out_paused"]["status"] == "paused"
-    a, step_a = _restored(runs["full"])
-    b, step_b = _restored(runs["split"])
+    a, step_a = run_model.restore_numpy(runs["full"])
+    b, step_b = run_model.restore_numpy(runs["split"])
     assert step_a == step_b == 3
     for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
         np.testing.assert_array_equal(x, y)  # params, optimizer, step, rng AND the buffer
@@ -165,13 +162,40 @@ def test_init_from_another_runs_checkpoint(runs, tmp_path):
     """``init.source=supervised`` restores the newest parameters of a finished run's workdir."""
     c = tiny_config(**{"init.source": "supervised", "init.path": runs["full"]})
     got = sl.initial_state(sl.build(c, str(tmp_path / "w")))
-    want, _ = _restored(runs["full"])
-    saved = {sl._path_key(p): x for p, x in
+    want, _ = run_model.restore_numpy(runs["full"])
+    saved = {run_model.path_key(p): x for p, x in
              jax.tree_util.tree_leaves_with_path(want["train"]["params"])}
     for p, x in jax.tree_util.tree_leaves_with_path(got["params"]):
-        np.testing.assert_array_equal(np.asarray(x), saved[sl._path_key(p)])
+        np.testing.assert_array_equal(np.asarray(x), saved[run_model.path_key(p)])
     assert int(got["step"]) == 0  # optimizer state and step start fresh
     wrong = tiny_config(**{"init.source": "supervised", "init.path": runs["full"],
                            "model.d_model": 32})
     with pytest.raises(ValueError, match="this config expects"):
         sl.initial_state(sl.build(wrong, str(tmp_path / "w2")))
+
+
+def test_mode_eval_on_a_search_and_learn_checkpoint(runs, tmp_path):
+    """``--mode=eval`` reads the parameters of a search_and_learn checkpoint (under
+    ``state["train"]``, next to the buffer): no supervised eval split there, only the search
+    sweep, which repeats the run's own last eval (same network, split, budget and search)."""
+    work = str(tmp_path / "full")
+    shutil.copytree(runs["full"], work)  # the other tests read this run's search_evals
+    model, rules = run_model.load_run_model(work)
+    want, step = run_model.restore_numpy(work)
+    saved = {run_model.path_key(p): x for p, x in
+             jax.tree_util.tree_leaves_with_path(want["train"]["params"])}
+    got = jax.tree_util.tree_leaves_with_path(nnx.state(model))
+    assert step == 3 and rules.n_max == 4 and len(got) == len(saved)
+    for p, x in got:
+        np.testing.assert_array_equal(np.asarray(x), saved[run_model.path_key(p)])
+    before = run_record.read_run_record(work)["search_evals"]
+    c = tiny_config(**{"search_eval.splits": "g24:test:16", "search_eval.budgets": "4"})
+    out = modes.run("eval", c, work)
+    assert out["mode"] == "search_and_learn" and out["update"] == 3 and "eval/loss" not in out
+    after = run_record.read_run_record(work)["search_evals"]
+    assert after[:len(before)] == before and len(after) == len(before) + 2  # mcts, mcts_tree
+    for e in after[len(before):]:
+        loop = next(x for x in before if (x["method"], x["simulations"]) == (e["method"], 4))
+        assert e["num_problems"] == 16 and e["solve_rate"] == loop["solve_rate"]
+        assert e["search_flops_per_problem"] == pytest.approx(loop["search_flops_per_problem"])
+    assert os.path.isfile(os.path.join(out["search_eval_dir"], "solve_rate_g24_test_16.png"))

@@ -4,6 +4,7 @@ import glob
 import hashlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -13,7 +14,7 @@ import jax
 import numpy as np
 import pytest
 
-from train import checkpoint, supervised
+from train import checkpoint, modes, supervised
 from train.configs import default
 from train.metrics import read_jsonl
 from train.run_record import REQUIRED_KEYS
@@ -129,6 +130,43 @@ def test_bad_input_clear_errors_nothing_written(tmp_path, data_dir):
     with pytest.raises(ValueError, match=r"different config.model \(fields \['depth'\]\)"):
         supervised.train_and_evaluate(tiny_config(data_dir), work)
     assert _files_digest(work) == before
+
+
+def test_mode_eval_losses_and_search_sweep(tmp_path, data_dir):
+    """``--mode=eval`` on a 10-update run: eval-split losses of the newest checkpoint plus the
+    ``search.eval`` sweep of its network (``config.search_eval``), written to ``search_eval/``
+    and appended to ``run.json``; without a checkpoint: exit 2 naming the workdir, nothing
+    written."""
+    work = str(tmp_path / "run")
+    config = tiny_config(data_dir, **{"search_eval.splits": "g24:test:8",
+                                      "search_eval.budgets": "1,2"})
+    no_ckpt = f"run directory {re.escape(work)} holds no checkpoint.*train it first: python -m"
+    with pytest.raises(FileNotFoundError, match=no_ckpt):
+        modes.run("eval", config, work)
+    assert not os.path.exists(work)
+    proc = subprocess.run([sys.executable, "-m", "train.main", "--mode=eval", f"--workdir={work}",
+                           "--config=train/configs/default.py:runlocal"], cwd=REPO,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and f"{work} holds no checkpoint" in proc.stderr
+
+    trained = modes.run("supervised", config, work)
+    out = modes.run("eval", config, work)
+    assert out["mode"] == "supervised" and out["update"] == trained["update"] == 10
+    assert out["eval/loss"] == pytest.approx(trained["eval/loss"], rel=1e-5)  # whole val split
+    assert sorted(os.listdir(out["search_eval_dir"])) == [
+        "per_problem.jsonl", "results.json", "results.md", "solve_rate_g24_test_8.png"]
+    entries = json.load(open(os.path.join(work, "run.json")))["search_evals"]
+    assert sorted((e["method"], e["simulations"]) for e in entries) == [
+        ("mcts", 1), ("mcts", 2), ("mcts_tree", 1), ("mcts_tree", 2)]
+    rows = [json.loads(line) for line in open(os.path.join(out["search_eval_dir"],
+                                                           "per_problem.jsonl"))]
+    for e in entries:
+        mine = [r["solved"] for r in rows if (r["method"], r["simulations"]) == (
+            e["method"], e["simulations"])]
+        assert e["split"] == "g24:test:8" and e["num_problems"] == len(mine) == 8
+        assert 0 <= e["solve_rate"] == sum(mine) / 8 <= 1
+        assert e["evals_per_problem"] == 3 * (e["simulations"] + 1)  # 3 moves, root included
+        assert out[f"search/g24:test:8/{e['method']}/sims{e['simulations']}"] == e["solve_rate"]
 
 
 def _launch(c, work: str, log: str, env: dict) -> subprocess.Popen:

@@ -22,6 +22,7 @@ import os
 import signal
 import socket
 import threading
+from collections.abc import Sequence
 from typing import Any
 
 import jax
@@ -105,13 +106,8 @@ class Checkpointer:
         return out["state"], dict(out["meta"])
 
     def load_numpy(self, step: int) -> Any:
-        """``step``'s state as nested dicts of host numpy arrays, on any device topology (for
-        inspection and tests; training restores through ``restore``)."""
-        path = os.path.join(self.directory, str(step), "state")
-        reader = ocp.PyTreeCheckpointer()
-        tree = reader.metadata(path).item_metadata.tree
-        restore_args = jax.tree.map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray), tree)
-        return reader.restore(path, args=ocp.args.PyTreeRestore(restore_args=restore_args))
+        """``step``'s whole state as host numpy arrays (see the module-level ``load_numpy``)."""
+        return load_numpy(self.directory, step)
 
     def wait(self) -> None:
         self._mngr.wait_until_finished()
@@ -119,6 +115,44 @@ class Checkpointer:
     def close(self) -> None:
         self._mngr.wait_until_finished()
         self._mngr.close()
+
+
+def read_latest_step(directory: str) -> int | None:
+    """The newest committed step in ``directory`` (None: no checkpoint or no directory), read
+    only: nothing is created or cleaned up, so it is safe next to a run that is still saving."""
+    if not os.path.isdir(directory):
+        return None
+    options = ocp.CheckpointManagerOptions(read_only=True, create=False, save_interval_steps=0)
+    mngr = ocp.CheckpointManager(directory, options=options, item_names=("state", "meta"))
+    try:
+        return mngr.latest_step()
+    finally:
+        mngr.close()
+
+
+def saved_structure(directory: str, step: int) -> dict:
+    """The tree of ``step``'s state (leaves: array metadata), read without loading arrays."""
+    path = os.path.join(directory, str(step), "state")
+    return ocp.PyTreeCheckpointer().metadata(path).item_metadata.tree
+
+
+def load_numpy(directory: str, step: int, keys: Sequence[str] = ()) -> Any:
+    """``step``'s state, or only its subtree at ``keys`` (the rest is not read: parameters
+    without the optimizer moments), as nested dicts of host numpy arrays, on any device
+    topology (inspection, tests, evals; training restores through ``Checkpointer.restore``)."""
+    path = os.path.join(directory, str(step), "state")
+    reader = ocp.PyTreeCheckpointer()
+    item = reader.metadata(path).item_metadata.tree
+    for k in keys:
+        item = item[k]
+    for k in reversed(keys):
+        item = {k: item}
+    restore_args = jax.tree.map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray), item)
+    out = reader.restore(path, args=ocp.args.PyTreeRestore(
+        item=item if keys else None, restore_args=restore_args, partial_restore=bool(keys)))
+    for k in keys:
+        out = out[k]
+    return out
 
 
 def abstract_like(tree: Any) -> Any:

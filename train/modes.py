@@ -17,12 +17,14 @@ def run(mode: str, config, workdir: str, runs: Sequence[str] = ()) -> object:
         from train import data
 
         return data.generate(config, workdir)
-    if mode in ("supervised", "eval"):
+    if mode == "supervised":
         from train import supervised
 
-        if mode == "eval":
-            return supervised.evaluate_checkpoint(config, workdir)
         return supervised.train_and_evaluate(config, workdir)
+    if mode == "eval":
+        from train import run_model
+
+        return run_model.eval_checkpoint(config, workdir)
     if mode == "search_and_learn":
         from train import search_and_learn
 

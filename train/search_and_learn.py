@@ -41,6 +41,7 @@ from train import data as data_lib
 from train import mesh as mesh_lib
 from train import metrics as metrics_lib
 from train import relabel, replay_buffer, run_record, steps, supervised
+from train.run_model import load_params
 
 PHASES = ("search", "relabel", "train", "eval", "save")
 
@@ -142,51 +143,6 @@ def log_table(title: str, rows: list[tuple], header: tuple) -> str:
     text = "\n".join([title, fmt(header), "-+-".join("-" * w for w in widths), *map(fmt, rows)])
     print(text, flush=True)  # stdout only: absl would print INFO to stderr a second time
     return text
-
-
-# ----------------------------------------------------------------------------- params
-
-
-def _restore_numpy(workdir: str) -> tuple[dict, int]:
-    """The newest checkpoint's state pytree in ``workdir`` as numpy arrays (no target needed)."""
-    import orbax.checkpoint as ocp
-
-    directory = os.path.join(os.path.abspath(workdir), "checkpoints")
-    if not os.path.isdir(directory):
-        raise FileNotFoundError(f"no checkpoints in {directory}; train that run first.")
-    mngr = ocp.CheckpointManager(directory, item_names=("state", "meta"))
-    step = mngr.latest_step()
-    if step is None:
-        raise FileNotFoundError(f"no checkpoint in {directory}; train that run first.")
-    state = mngr.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore()))["state"]
-    mngr.close()
-    return state, step
-
-
-def _path_key(path) -> tuple[str, ...]:
-    """A leaf path as strings, without the ``value`` level orbax keeps for nnx Variables."""
-    out = tuple(str(getattr(k, "key", getattr(k, "idx", getattr(k, "name", k)))) for k in path)
-    return tuple(k for k in out if k != "value")
-
-
-def load_params(workdir: str, abs_params, shardings):
-    """Parameters of the newest checkpoint of a supervised or search-and-learn run, placed in
-    ``shardings``. The checkpoint must come from the same model config (paths and shapes are
-    checked)."""
-    state, step = _restore_numpy(workdir)
-    pure = state["train"]["params"] if "train" in state else state["params"]
-    saved = {_path_key(p): x for p, x in jax.tree_util.tree_leaves_with_path(pure)}
-    leaves = []
-    for path, a in jax.tree_util.tree_leaves_with_path(abs_params):
-        key = _path_key(path)
-        if key not in saved or tuple(np.shape(saved[key])) != tuple(a.shape):
-            got = np.shape(saved[key]) if key in saved else "missing"
-            raise ValueError(f"checkpoint {workdir} (update {step}): parameter {'/'.join(key)} is "
-                             f"{got}; this config expects {a.shape}. Use the run's own "
-                             "config.model and config.tokenizer.")
-        leaves.append(np.asarray(saved[key], a.dtype))
-    params = jax.tree.unflatten(jax.tree.structure(abs_params), leaves)
-    return jax.device_put(params, shardings)
 
 
 def build(config, workdir: str, total_steps: int | None = None) -> dict:

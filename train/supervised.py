@@ -112,13 +112,14 @@ def _checkpointer(cfg: dict, workdir: str) -> ckpt_lib.Checkpointer:
                                  keep=c["keep"], async_save=c["async_save"])
 
 
-def evaluate_checkpoint(config, workdir: str) -> dict[str, float]:
-    """``--mode=eval``: eval-split metrics of the newest checkpoint in ``workdir``."""
+def evaluate_checkpoint(config, workdir: str, step: int | None = None) -> dict[str, float]:
+    """Eval-split metrics of checkpoint ``step`` (default: the newest) in ``workdir``; the loss
+    half of ``--mode=eval`` (``train.run_model.eval_checkpoint`` adds the search solve rates)."""
     s = setup(config, workdir)
     cfg, mesh = s["cfg"], s["mesh"]
     check_resume_config(workdir, cfg)
     ckpt = _checkpointer(cfg, workdir)
-    latest = ckpt.latest_step()
+    latest = ckpt.latest_step() if step is None else step
     if latest is None:
         raise FileNotFoundError(f"no checkpoint in {ckpt.directory}; train first with "
                                 f"--mode=supervised --workdir={workdir}.")

@@ -39,7 +39,7 @@ from scaling import flops
 from search import eval as search_eval
 from search import mcts
 from train import metrics as metrics_lib
-from train import relabel, steps, supervised
+from train import relabel, run_model, steps, supervised
 from train import search_and_learn as sl
 
 
@@ -57,7 +57,7 @@ def source_setup(config, workdir: str) -> tuple[dict, Any, str]:
     cfg.update({k: old[k] for k in ("model", "tokenizer", "data")})
     cfg["init"] = {"source": "scratch", "path": ""}
     s = sl.build(cfg, workdir)
-    params = sl.load_params(source, s["abs_state"]["params"], s["shardings"]["params"])
+    params = run_model.load_params(source, s["abs_state"]["params"], s["shardings"]["params"])
     return s, params, source
 
 

@@ -16,6 +16,10 @@ Field meanings, with "0" or "" meaning "derive it":
 - ``train``: optimizer (see ``train/optim.py``), batch, loss weights, logging cadence.
 - ``checkpoint``: every K optimizer updates, keep last N, async.
 - ``mesh``: ``data``, ``fsdp``, ``tensor`` sizes, one may be -1 (see ``train/mesh.py``).
+- ``search_eval``: what ``--mode=eval`` searches with the newest checkpoint
+  (``train/run_model.py``): comma lists of ``splits`` (``search.eval`` specs such as
+  ``g24:test:32``, or ``tot100`` with ``csv`` = the ToT 24.csv), ``methods`` and ``budgets``
+  (simulations per move), and ``batch_size`` (problems per jitted search call).
 """
 
 from __future__ import annotations
@@ -96,6 +100,9 @@ def base_config() -> ml_collections.ConfigDict:
         peak_flops_per_device=0.0))
     c.checkpoint = ml_collections.ConfigDict(dict(every=100, keep=3, async_save=True))
     c.mesh = ml_collections.ConfigDict(dict(data=-1, fsdp=1, tensor=1))
+    # Cheap on a CPU (one compile per budget); widen with --config.search_eval.budgets=1,8,64.
+    c.search_eval = ml_collections.ConfigDict(dict(
+        splits="g24:test:32", methods="mcts", budgets="1,8", batch_size=128, csv=""))
     return c
 
 

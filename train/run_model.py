@@ -1,0 +1,175 @@
+r"""A trained run's network from its workdir alone, and ``--mode=eval`` on it.
+
+    python -m train.main --config=train/configs/default.py:runlocal --workdir=runs/x --mode=eval \
+        --config.search_eval.budgets=1,8,64
+
+``load_run_model(workdir)`` rebuilds the ``PolicyValueNet`` of a run from its own ``config.json``
+(model and tokenizer exactly as trained, states with the run's ``Rules.n_max`` slots) and puts
+in the parameters of its newest checkpoint. Checkpoints of both layouts are read:
+``--mode=supervised`` saves ``{"params", "opt_state", "step", "rng"}``, ``--mode=search_and_learn``
+saves ``{"train": <that train state>, "buffer": <replay buffer>}``; only the parameters are read
+from disk, never the optimizer moments or the buffer.
+
+``eval_checkpoint(config, workdir)`` (``--mode=eval``) reports on the newest checkpoint: the
+eval-split losses for a supervised run (its dataset is the eval data), and for every run the
+``search.eval`` solve-rate sweep over ``config.search_eval`` (splits x methods x budgets), which
+writes ``<workdir>/search_eval/`` and appends ``search_evals`` entries to ``<workdir>/run.json``.
+``scripts/sweep_eval.py`` runs the same sweep over many runs of a scaling grid.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from typing import Any
+
+import jax
+import numpy as np
+
+from search import eval as search_eval
+from train import checkpoint as ckpt_lib
+from train import data as data_lib
+from train import steps
+
+# Where each mode's checkpoints keep the parameters (see the module docstring).
+PARAMS_KEYS = {"supervised": ("params",), "search_and_learn": ("train", "params")}
+
+
+def newest_step(workdir: str) -> int:
+    """The newest checkpoint of ``workdir``; FileNotFoundError naming the train command if none.
+    Nothing is written, so a bad ``--workdir`` leaves no trace."""
+    step = ckpt_lib.read_latest_step(os.path.join(os.path.abspath(workdir), "checkpoints"))
+    if step is None:
+        raise FileNotFoundError(
+            f"run directory {workdir} holds no checkpoint (nothing in {workdir}/checkpoints); "
+            f"train it first: python -m train.main --config=<config> --workdir={workdir} "
+            "--mode=supervised (or --mode=search_and_learn).")
+    return step
+
+
+def checkpoint_mode(workdir: str, step: int) -> str:
+    """``supervised`` or ``search_and_learn``: which layout ``step`` was saved in."""
+    tree = ckpt_lib.saved_structure(os.path.join(os.path.abspath(workdir), "checkpoints"), step)
+    return "search_and_learn" if "train" in tree else "supervised"
+
+
+def restore_numpy(workdir: str, params_only: bool = False,
+                  step: int | None = None) -> tuple[Any, int]:
+    """(checkpoint ``step``'s state, or only its parameters, as numpy arrays; the step).
+    ``step=None``: the newest."""
+    step = newest_step(workdir) if step is None else step
+    keys = PARAMS_KEYS[checkpoint_mode(workdir, step)] if params_only else ()
+    directory = os.path.join(os.path.abspath(workdir), "checkpoints")
+    return ckpt_lib.load_numpy(directory, step, keys), step
+
+
+def path_key(path) -> tuple[str, ...]:
+    """A leaf path as strings, without the ``value`` level orbax keeps for nnx Variables (and
+    with ``nnx.List`` indices, which orbax stores as strings, compared as strings)."""
+    out = tuple(str(getattr(k, "key", getattr(k, "idx", getattr(k, "name", k)))) for k in path)
+    return tuple(k for k in out if k != "value")
+
+
+def load_params(workdir: str, abs_params, shardings=None, step: int | None = None):
+    """Parameters of checkpoint ``step`` (None: the newest) of a supervised or search-and-learn
+    run in the structure of ``abs_params`` (an ``nnx.State``, abstract or not), placed in
+    ``shardings`` (None: the default device). Paths and shapes must match (same model config)."""
+    pure, step = restore_numpy(workdir, params_only=True, step=step)
+    saved = {path_key(p): x for p, x in jax.tree_util.tree_leaves_with_path(pure)}
+    leaves = []
+    for path, a in jax.tree_util.tree_leaves_with_path(abs_params):
+        key = path_key(path)
+        if key not in saved or tuple(np.shape(saved[key])) != tuple(a.shape):
+            got = np.shape(saved[key]) if key in saved else "missing"
+            raise ValueError(f"checkpoint {workdir} (update {step}): parameter {'/'.join(key)} is "
+                             f"{got}; this config expects {a.shape}. Use the run's own "
+                             "config.model and config.tokenizer.")
+        leaves.append(np.asarray(saved[key], a.dtype))
+    params = jax.tree.unflatten(jax.tree.structure(abs_params), leaves)
+    return jax.device_put(params, shardings)
+
+
+def run_config(workdir: str) -> dict:
+    path = os.path.join(workdir, "config.json")
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{path} is missing; {workdir} is not a train.main run directory.")
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def load_run_model(workdir: str, step: int | None = None):
+    """(PolicyValueNet with checkpoint ``step``'s parameters (None: the newest), its Rules)."""
+    from flax import nnx
+
+    from nnx_models import PolicyValueNet, tokenizer
+
+    cfg = run_config(workdir)
+    rules = data_lib.problem_class(cfg).rules
+    tok = tokenizer.TokenizerConfig(n_max=rules.n_max, **cfg["tokenizer"])
+    model = PolicyValueNet(steps.model_config(cfg["model"], tok), tok, rngs=nnx.Rngs(0))
+    nnx.update(model, load_params(workdir, nnx.state(model), step=step))
+    return model, rules
+
+
+def search_evaluate(workdir: str, splits: Sequence[str], methods: Sequence[str],
+                    budgets: Sequence[int], *, batch_size: int = 128, csv_path: str | None = None,
+                    name: str | None = None, progress: bool = False,
+                    step: int | None = None) -> dict:
+    """``search.eval.evaluate_run`` on the run's own network (``load_run_model``): writes
+    ``<workdir>/search_eval/``, appends to ``run.json``; returns {"entries", "out_dir"}."""
+    model, rules = load_run_model(workdir, step)
+    net = search_eval.model_network(model, name or run_config(workdir).get("name", "model"))
+    return search_eval.evaluate_run(workdir, net, splits, methods, budgets, csv_path=csv_path,
+                                    n_max=rules.n_max,
+                                    opts=search_eval.SweepOptions(batch_size=batch_size),
+                                    progress=progress)
+
+
+def _items(value: Any, field: str) -> list[str]:
+    out = [s.strip() for s in str(value).split(",") if s.strip()]
+    if not out:
+        raise ValueError(f"config.search_eval.{field}={value!r} is empty; give a comma list.")
+    return out
+
+
+def search_eval_args(cfg: dict) -> dict:
+    """``config.search_eval`` checked (each error names its field) -> ``search_evaluate`` args."""
+    se = cfg["search_eval"]
+    methods = _items(se["methods"], "methods")
+    if bad := [m for m in methods if m not in search_eval.METHODS]:
+        raise ValueError(f"config.search_eval.methods: {bad} unknown; allowed "
+                         f"{search_eval.METHODS}.")
+    try:
+        budgets = [int(b) for b in _items(se["budgets"], "budgets")]
+    except ValueError:
+        raise ValueError(f"config.search_eval.budgets={se['budgets']!r} is not a comma list of "
+                         "integers.") from None
+    if min(budgets) < 1 or se["batch_size"] < 1:
+        raise ValueError(f"config.search_eval.budgets={se['budgets']!r} / batch_size="
+                         f"{se['batch_size']} out of range; allowed >= 1.")
+    return dict(splits=_items(se["splits"], "splits"), methods=methods, budgets=budgets,
+                batch_size=int(se["batch_size"]), csv_path=se["csv"] or None)
+
+
+def eval_checkpoint(config, workdir: str) -> dict[str, Any]:
+    """``--mode=eval``: eval-split losses (supervised runs) and the search solve rates of the
+    newest checkpoint in ``workdir``. Returns ``{"update", "mode", "eval/<loss>"...,
+    "search/<split>/<method>/sims<B>": solve rate..., "search_eval_dir"}``."""
+    from train import supervised
+
+    cfg = supervised.as_dict(config)
+    args = search_eval_args(cfg)  # before any work: a typo fails at once
+    step = newest_step(workdir)
+    mode = checkpoint_mode(workdir, step)
+    out: dict[str, Any] = {"update": step, "mode": mode}
+    if mode == "supervised":  # search_and_learn runs have no supervised eval split
+        out.update(supervised.evaluate_checkpoint(config, workdir, step=step))
+    res = search_evaluate(workdir, **args, step=step)
+    rates = {f"search/{e['split']}/{e['method']}/sims{e['simulations']}": e["solve_rate"]
+             for e in res["entries"]}
+    loss = f"eval/loss {out['eval/loss']:.4f}; " if "eval/loss" in out else ""
+    print(f"[train] eval {workdir} ({mode}, update {step}): {loss}solve rate "
+          + ", ".join(f"{e['split']} {e['method']}@{e['simulations']} {e['solve_rate']:.3f}"
+                      for e in res["entries"]) + f"; wrote {res['out_dir']}", flush=True)
+    return {**out, **rates, "search_eval_dir": res["out_dir"]}
