@@ -7,12 +7,14 @@ For every run directory (``run.json`` + ``checkpoints/``) the network of the new
 rebuilt from the run's own ``config.json`` (``train.run_model.load_run_model``: model and tokenizer
 exactly as trained, states with the run's ``Rules.n_max`` slots; supervised and search-and-learn
 checkpoints) and handed to ``search.eval.evaluate_run``, which writes
-``<run>/search_eval/`` (the latest call's results) and appends contract-8 ``search_evals`` entries
-to ``run.json`` (all of them). Only the budgets that ``run.json`` lacks for some requested (split,
-method) are searched, so the command is a cache like ``launch.sweep``: rerun it after more runs
-finish, or with more budgets. All runs share one process, so JAX starts once. Records that still
-carry the sweep's shared ``config.name`` are renamed after their directory (`name_run`), so the
-report tells the runs apart.
+``<run>/search_eval/`` (the latest call's results) and merges contract-8 ``search_evals`` entries
+into ``run.json`` (``search.eval.merge_entries``: an entry replaces one of the same split, method
+and budget). Only the budgets that ``run.json`` lacks for some requested (split, method) are
+searched, so the command is a cache like ``launch.sweep``: rerun it after more runs finish, or
+with more budgets (pairs that already had such a budget are searched again and replaced). All
+runs share one process, so JAX starts once. Records that still carry the sweep's shared
+``config.name`` are renamed after their directory (`name_run`), so the report tells the runs
+apart.
 
 One run's sweep is ``python -m train.main --mode=eval`` (``train.run_model.eval_checkpoint``);
 this script adds the many-runs loop, the budget cache and the run naming of a scaling grid.
@@ -55,11 +57,16 @@ def name_run(workdir: str) -> str:
 
 def missing_budgets(workdir: str, splits: Sequence[str], methods: Sequence[str],
                     budgets: Sequence[int]) -> list[int]:
-    """The budgets for which ``run.json`` lacks an entry of some requested (split, method)."""
+    """The budgets for which ``run.json`` lacks an entry of some requested split and method
+    variant (``search.eval.variants``: ``mcts`` reports ``mcts`` and ``mcts_tree``, ``sample``
+    reports ``sample_pass`` and ``sample_majority``), whatever network label entries carry."""
+    from search.eval import variants
+
     with open(os.path.join(workdir, "run.json"), encoding="utf-8") as f:
         have = {(e["split"], e["method"], int(e["simulations"]))
                 for e in json.load(f).get("search_evals", [])}
-    return [b for b in budgets if any((s, m, b) not in have for s in splits for m in methods)]
+    want = [(s, v) for s in splits for m in methods for v in variants(m)]
+    return [b for b in budgets if any((s, v, b) not in have for s, v in want)]
 
 
 def evaluate_runs(run_dirs: Sequence[str], splits: Sequence[str], methods: Sequence[str],

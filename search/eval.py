@@ -16,7 +16,8 @@ Methods and what ``budget`` B means (every entry records the evaluations actuall
   exhaustive_dfs / exhaustive_bfs: (B+1)*(n-1) generated states, no network.
 Evaluations cost ``flops_per_eval`` FLOPs for network methods and none for network-free ones.
 Outputs in ``<workdir>/search_eval``: results.json, results.md, per_problem.jsonl,
-solve_rate_<split>.png; ``search_evals`` entries are appended to ``<workdir>/run.json`` if present.
+solve_rate_<split>.png; ``search_evals`` entries are merged into ``<workdir>/run.json`` if present
+(``merge_entries``: a new entry replaces the one of the same measurement, ``entry_key``).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ import json
 import math
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import jax
@@ -41,6 +42,7 @@ CSV_SPLITS = tuple(problems.CSV_SPLITS) + tuple(problems.XOT_SPLITS)
 NETWORK_METHODS = ("mcts", "mcts_muzero", "beam", "dfs", "sample")
 FREE_METHODS = ("uniform_mcts", "exhaustive_dfs", "exhaustive_bfs")
 METHODS = NETWORK_METHODS + FREE_METHODS
+TREE_METHODS = ("mcts", "mcts_muzero", "uniform_mcts")  # each also reports <method>_tree
 DEFAULT_BUDGETS = tuple(2**k for k in range(9))  # 1 .. 256
 
 
@@ -182,7 +184,7 @@ def _batched_fn(method: str, budget: int, make_evaluate: Callable, rules: game.R
     """A jitted ``f(params, rng, state)`` for a network-driven method at one budget (cached:
     repeated ``run_method`` calls, e.g. once per training iteration, compile once)."""
     ev = baselines.uniform_evaluate(rules) if method == "uniform_mcts" else make_evaluate(rules)
-    if method in ("mcts", "uniform_mcts", "mcts_muzero"):
+    if method in TREE_METHODS:
         cfg = (mcts.SearchConfig("muzero", budget, dirichlet_fraction=0.0, temperature=0.0)
                if method == "mcts_muzero" else mcts.SearchConfig(
                    "gumbel", budget, max_num_considered_actions=o.max_num_considered_actions,
@@ -196,21 +198,29 @@ def _batched_fn(method: str, budget: int, make_evaluate: Callable, rules: game.R
     return mcts.make_batched(fn, rules, mesh)
 
 
+def variants(method: str) -> tuple[str, ...]:
+    """The entry ``method`` names that searching ``method`` yields (module docstring)."""
+    if method in TREE_METHODS:
+        return method, f"{method}_tree"
+    return ("sample_pass", "sample_majority") if method == "sample" else (method,)
+
+
 def _outcomes(method: str, out, state, rules) -> dict[str, list[tuple[bool, str | None, int]]]:
     """Per variant: (solved, verified expression, evaluations) of each problem of a batch."""
+    names = variants(method)
     if isinstance(out, mcts.Episode):
         sols, evals = mcts.solutions(out, rules), np.asarray(out.num_evals)
-        return {method: [(s.played, s.expression if s.played else None, int(e))
-                         for s, e in zip(sols, evals, strict=True)],
-                f"{method}_tree": [(s.found, s.expression, int(e))
-                                   for s, e in zip(sols, evals, strict=True)]}
+        return {names[0]: [(s.played, s.expression if s.played else None, int(e))
+                           for s, e in zip(sols, evals, strict=True)],
+                names[1]: [(s.found, s.expression, int(e))
+                           for s, e in zip(sols, evals, strict=True)]}
     out = jax.device_get(out)
     exprs = [mcts.verify(nums, t, a, rules) if ok else None for (nums, t), a, ok in
              zip(mcts.initial_problems(state), out.actions, out.solved, strict=True)]
     rows = lambda flags: [(e is not None and bool(f), e if f else None, int(v))
                           for e, f, v in zip(exprs, flags, out.evals, strict=True)]
     if method == "sample":
-        return {"sample_pass": rows(out.solved), "sample_majority": rows(out.majority)}
+        return dict(zip(names, (rows(out.solved), rows(out.majority)), strict=True))
     return {method: rows(out.solved)}
 
 
@@ -339,14 +349,45 @@ def write_outputs(out_dir: str, entries: list[dict], records: list[dict], meta: 
         plot(entries, split, os.path.join(out_dir, f"solve_rate_{split.replace(':', '_')}.png"))
 
 
+ENTRY_KEY = ("split", "method", "simulations", "epochs")
+
+
+def entry_key(entry: Mapping[str, Any]) -> tuple:
+    """Which measurement a ``search_evals`` entry is: its ``ENTRY_KEY`` values (None if absent;
+    ``epochs`` only in ``train.ttt`` entries).
+
+    Entries carry no checkpoint identity, and ``network`` is a label, not an identity: the same
+    checkpoint is labelled with its config name by ``--mode=eval`` and the training loops, with
+    its directory name by ``scripts/sweep_eval.py``, and network-free methods carry whatever
+    label the caller had. A run.json records one run, so a later entry of the same split, method
+    and budget supersedes: the newest checkpoint (or search options) wins, as readers key the
+    points (``scaling`` curves per (split, method), ``train.compare`` rows, the sweep_eval cache).
+    """
+    return tuple(entry.get(k) for k in ENTRY_KEY)
+
+
+def merge_entries(old: Sequence[Mapping[str, Any]],
+                  new: Sequence[Mapping[str, Any]]) -> list[dict]:
+    """``old`` then ``new`` with one entry per ``entry_key``: an entry replaces every earlier one
+    of its measurement (duplicates already in ``old`` included) and is placed last; the entries of
+    other measurements keep their order."""
+    out: dict[tuple, Any] = {}
+    for entry in [*old, *new]:
+        key = entry_key(entry)
+        out.pop(key, None)
+        out[key] = entry
+    return list(out.values())
+
+
 def append_to_run_record(workdir: str, entries: Sequence[dict]) -> bool:
-    """Append contract-8 ``search_evals`` entries to ``<workdir>/run.json`` if it exists."""
+    """Merge contract-8 ``search_evals`` entries into ``<workdir>/run.json`` if it exists
+    (``merge_entries``: evaluating the same budgets again replaces, never duplicates)."""
     path = os.path.join(workdir, "run.json")
     if not os.path.exists(path) or jax.process_index() != 0:
         return False
     with open(path, encoding="utf-8") as f:
         record = json.load(f)
-    record.setdefault("search_evals", []).extend(entries)
+    record["search_evals"] = merge_entries(record.get("search_evals", []), entries)
     _atomic_write(path, json.dumps(record, indent=2))
     return True
 
@@ -355,7 +396,7 @@ def evaluate_run(workdir: str, net: Network, splits: Sequence[str],
                  methods: Sequence[str] = METHODS, budgets: Sequence[int] = DEFAULT_BUDGETS,
                  csv_path: str | None = None, n_max: int | None = None,
                  opts: SweepOptions = SweepOptions(), mesh=None, progress: bool = True) -> dict:
-    """Sweep every split; write ``<workdir>/search_eval/*`` and append to run.json. Returns
+    """Sweep every split; write ``<workdir>/search_eval/*`` and merge into run.json. Returns
     {"entries": [...], "out_dir": ...}. All inputs are validated before any search runs."""
     unknown = [m for m in methods if m not in METHODS]
     if unknown:

@@ -64,6 +64,8 @@ def test_sweep_entries_and_verified_solutions(sweep):
     variants = {"uniform_mcts", "uniform_mcts_tree", "sample_pass", "sample_majority", "beam",
                 "exhaustive_dfs", "exhaustive_bfs"}
     assert {e["method"] for e in entries} == variants and len(entries) == len(variants)
+    assert {v for m in ("uniform_mcts", "sample", "beam", "exhaustive_dfs", "exhaustive_bfs")
+            for v in ev.variants(m)} == variants
     recs = [json.loads(line) for line in open(workdir / "search_eval" / "per_problem.jsonl")]
     assert len(recs) == 12 * len(entries)
     for e in entries:
@@ -123,6 +125,32 @@ def test_outputs_and_run_record(sweep):
         assert all(key in e for e in new)
     md = open(os.path.join(out["out_dir"], "results.md")).read()
     assert "| exhaustive_dfs | 16 |" in md
+
+
+def test_run_record_merge_replaces_the_same_measurement(tmp_path):
+    """Evaluating the same budgets again replaces their entries (the newer values, whatever the
+    network label); another budget is added; other entries keep their order."""
+    g24 = "g24:test:12"
+    stale = dict(split=g24, method="exhaustive_dfs", simulations=16, network="old label",
+                 solve_rate=0.123)
+    other = dict(split=g24, method="exhaustive_dfs", simulations=4, solve_rate=0.0)
+    with open(tmp_path / "run.json", "w") as f:
+        json.dump({"name": "x", "search_evals": [{"split": "old"}, stale, other, stale]}, f)
+    run = lambda methods, budgets: ev.evaluate_run(
+        str(tmp_path), ev.load_network("uniform"), [g24], methods=methods, budgets=budgets,
+        n_max=4, opts=ev.SweepOptions(batch_size=8, beam_expand=4), progress=False)["entries"]
+    first = run(["uniform_mcts", "exhaustive_dfs"], [16])
+    second = run(["uniform_mcts", "exhaustive_dfs"], [16])
+    assert len(second) == 3 and [ev.entry_key(e) for e in first] == [
+        ev.entry_key(e) for e in second]
+    read = lambda: json.load(open(tmp_path / "run.json"))["search_evals"]
+    assert read() == [{"split": "old"}, other, *second]  # stale (twice) and first replaced
+    third = run(["exhaustive_dfs"], [64])
+    assert read() == [{"split": "old"}, other, *second, *third]
+    # ttt entries differ by epochs at one budget; duplicates in `new` collapse too.
+    ttt = [dict(split="s", method="ttt_lora", simulations=8, epochs=k, solve_rate=r)
+           for k, r in ((1, 0.1), (2, 0.2), (1, 0.3))]
+    assert ev.merge_entries([], ttt) == ttt[1:]
 
 
 def test_model_network_cost_and_resize():

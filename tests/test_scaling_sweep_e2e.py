@@ -140,3 +140,14 @@ def test_search_evals_of_sweep_runs_then_report(sweep, tmp_path):
     assert sorted(c["run"] for c in curves) == sorted(r.name for r in sweep.runs[2:])
     assert {"isoflops.png", "loss_vs_compute.png", "solve_rate_vs_search.png"} <= set(fits["plots"])
     assert "# Scaling report" in (out / "report.md").read_text()
+
+
+def test_missing_budgets_needs_every_variant(tmp_path):
+    """``sample`` is recorded as ``sample_pass`` / ``sample_majority`` and ``mcts`` with
+    ``mcts_tree``: a budget counts as done only when every variant of the method is there."""
+    evals = _load_script("sweep_eval")
+    have = [("sample_pass", 1), ("sample_majority", 1), ("sample_pass", 2), ("mcts", 1)]
+    with open(tmp_path / "run.json", "w") as f:
+        json.dump({"search_evals": [dict(split="s", method=m, simulations=b) for m, b in have]}, f)
+    assert evals.missing_budgets(str(tmp_path), ["s"], ["sample"], [1, 2]) == [2]
+    assert evals.missing_budgets(str(tmp_path), ["s"], ["mcts"], [1]) == [1]

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
+from search import eval as search_eval
 from train import compare, grpo, modes, run_model, run_record, ttt
 from train import search_and_learn as sl
 from train.configs import search
@@ -177,7 +178,8 @@ def test_init_from_another_runs_checkpoint(runs, tmp_path):
 def test_mode_eval_on_a_search_and_learn_checkpoint(runs, tmp_path):
     """``--mode=eval`` reads the parameters of a search_and_learn checkpoint (under
     ``state["train"]``, next to the buffer): no supervised eval split there, only the search
-    sweep, which repeats the run's own last eval (same network, split, budget and search)."""
+    sweep, which repeats the run's own last eval (same network, split, budget and search), so
+    its entries replace the loop's in run.json instead of duplicating them."""
     work = str(tmp_path / "full")
     shutil.copytree(runs["full"], work)  # the other tests read this run's search_evals
     model, rules = run_model.load_run_model(work)
@@ -193,9 +195,24 @@ def test_mode_eval_on_a_search_and_learn_checkpoint(runs, tmp_path):
     out = modes.run("eval", c, work)
     assert out["mode"] == "search_and_learn" and out["update"] == 3 and "eval/loss" not in out
     after = run_record.read_run_record(work)["search_evals"]
-    assert after[:len(before)] == before and len(after) == len(before) + 2  # mcts, mcts_tree
-    for e in after[len(before):]:
+    assert after[:2] == [e for e in before if e["method"].startswith("uniform_mcts")]
+    assert len(after) == len(before) and [e["method"] for e in after[2:]] == ["mcts", "mcts_tree"]
+    for e in after[2:]:
         loop = next(x for x in before if (x["method"], x["simulations"]) == (e["method"], 4))
         assert e["num_problems"] == 16 and e["solve_rate"] == loop["solve_rate"]
         assert e["search_flops_per_problem"] == pytest.approx(loop["search_flops_per_problem"])
     assert os.path.isfile(os.path.join(out["search_eval_dir"], "solve_rate_g24_test_16.png"))
+
+
+def test_resume_keeps_search_evals_appended_outside(runs, tmp_path):
+    """A resumed run.json keeps what ``search.eval`` appended (e.g. sweep_eval at another budget)
+    and replaces an appended entry of its own (split, method, budget) with the loop's."""
+    work = str(tmp_path / "full")
+    shutil.copytree(runs["full"], work)
+    own = run_record.read_run_record(work)["search_evals"]
+    mcts4 = next(e for e in own if e["method"] == "mcts")
+    outside = dict(mcts4, simulations=64, solve_rate=0.5, network="sweep label")
+    stale = dict(mcts4, solve_rate=0.123, network="sweep label")
+    assert search_eval.append_to_run_record(work, [outside, stale])
+    assert sl.train_and_evaluate(tiny_config(), work)["status"] == "completed"  # finished: 0 its
+    assert run_record.read_run_record(work)["search_evals"] == [outside, *own]

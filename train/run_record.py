@@ -5,7 +5,8 @@ train_flops (C = flops_per_token * tokens), tokens (D), steps, final_metrics, se
 wall_time_s, device_kind, device_count, git_commit``. ``tokens`` counts every token position
 the model was trained on (examples * sequence length, padding included: the model computes on
 it). The file is rewritten atomically (temp file + rename) on every update, so a reader never
-sees half a record; ``search_evals`` entries that ``search.eval`` appended are preserved.
+sees half a record; ``search_evals`` entries that ``search.eval`` appended are preserved
+(``search_evals=None``), or merged with the writer's own (``merge_search_evals=True``).
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import jax
+
+from search import eval as search_eval
 
 RUN_JSON = "run.json"
 REQUIRED_KEYS = ("name", "config", "params", "params_total", "params_embedding",
@@ -59,12 +62,14 @@ def write_run_record(
     workdir: str, *, name: str, config: Mapping[str, Any], param_counts: Mapping[str, int],
     flops_per_token: float, tokens: int, steps: int, final_metrics: Mapping[str, float],
     wall_time_s: float, search_evals: Sequence[Mapping[str, Any]] | None = None,
-    extra: Mapping[str, Any] | None = None,
+    extra: Mapping[str, Any] | None = None, merge_search_evals: bool = False,
 ) -> str:
     """Writes (or updates) ``<workdir>/run.json`` on process 0; returns its path.
 
     ``param_counts`` is ``scaling.flops.param_counts(cfg)``: keys total, embedding, non_embedding.
-    ``search_evals=None`` keeps the entries already in the file.
+    ``search_evals=None`` keeps the entries already in the file; ``merge_search_evals=True``
+    keeps them too, except those that ``search_evals`` measures again
+    (``search.eval.merge_entries``: same split, method, budget), which the new entries replace.
     """
     path = os.path.join(workdir, RUN_JSON)
     if jax.process_index() != 0:
@@ -72,8 +77,9 @@ def write_run_record(
     for key in ("total", "embedding", "non_embedding"):
         if key not in param_counts:
             raise ValueError(f"param_counts lacks {key!r}; got keys {sorted(param_counts)}.")
-    if search_evals is None:
-        search_evals = (read_run_record(workdir) or {}).get("search_evals", [])
+    if search_evals is None or merge_search_evals:
+        old = (read_run_record(workdir) or {}).get("search_evals", [])
+        search_evals = old if search_evals is None else search_eval.merge_entries(old, search_evals)
     devices = jax.devices()
     record = {
         "name": name,

@@ -400,22 +400,26 @@ def _run(config, workdir: str, guard, max_iterations: int | None) -> dict[str, A
     meta["wall_time_s"] += time.time() - t_start
     if not last_eval and meta["history"]:
         last_eval = meta["history"][-1]["entries"]
-    record(s, workdir, meta, last_eval, status)
+    # A resume keeps the search_evals that --mode=eval / sweep_eval appended meanwhile.
+    record(s, workdir, meta, last_eval, status, resumed=it0 > 0)
     _print_summary(last_eval, meta["baseline"])
     return {"status": status, "iteration": meta["history"][-1]["iteration"] if meta["history"]
             else 0, **eval_metrics(last_eval + meta["baseline"])}
 
 
 def record(s: dict, workdir: str, meta: dict, entries: list[dict], status: str,
-           mode: str = "search_and_learn") -> str:
-    """``run.json`` (contract 8) with the latest eval, the uniform baseline and the history."""
+           mode: str = "search_and_learn", resumed: bool = False) -> str:
+    """``run.json`` (contract 8) with the latest eval, the uniform baseline and the history.
+    ``resumed``: the file's other ``search_evals`` are kept (``search.eval.merge_entries``; the
+    loop's own entries replace those of the same split, method and budget); a fresh run writes
+    only its own."""
     cfg, seq_len = s["cfg"], s["seq_len"]
     tokens = meta["updates"] * cfg["train"]["batch_size"] * seq_len
     return run_record.write_run_record(
         workdir, name=cfg["name"], config=cfg, param_counts=flops.param_counts(s["model_cfg"]),
         flops_per_token=flops.train_flops_per_token(s["model_cfg"], seq_len), tokens=tokens,
         steps=meta["updates"], final_metrics=eval_metrics(entries), wall_time_s=meta["wall_time_s"],
-        search_evals=entries + meta["baseline"],
+        search_evals=entries + meta["baseline"], merge_search_evals=resumed,
         extra={"mode": mode, "status": status, "seq_len": seq_len,
                "selfplay_search_flops": meta["selfplay_evals"] * s["flops_per_eval"],
                "history": meta["history"]})
