@@ -20,7 +20,7 @@ TINY = {"tokenizer.number_encoding": "whole", "tokenizer.whole_max": 60, "train.
         "sl.iterations": 3, "sl.train_steps": 3, "sl.selfplay_batch": 16,
         "sl.selfplay_simulations": 4, "sl.eval_every": 2, "eval.sets": "g24:test:16",
         "eval.simulations": "4", "checkpoint.every": 1,
-        "checkpoint.keep": 3}
+        "checkpoint.keep": 3, "relabel.enabled": True}  # hindsight is off by default; cover it
 
 
 def tiny_config(**overrides):
