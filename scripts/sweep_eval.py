@@ -1,4 +1,4 @@
-r"""Search evals of finished sweep runs: solve rate vs simulations, appended to each run.json.
+r"""Search evals of finished sweep runs: solve rate vs simulations, merged into each run.json.
 
     python scripts/sweep_eval.py --runs='runs/sweep_cpu/C*' --splits=g24:test:107 \
         --methods=mcts --budgets=1,4,16,64,256

@@ -1,7 +1,7 @@
 r"""Compare finished runs (``--mode=compare``): a markdown + JSON table and solve-rate curves.
 
     python -m train.main --config=train/configs/search.py --mode=compare \
-        --runs=runs/sl,runs/sl_norelabel,runs/grpo --workdir=runs/compare
+        --runs=runs/sl,runs/sl_hindsight,runs/grpo --workdir=runs/compare
 
 Reads each run's ``run.json`` (contract 8) and writes ``compare.md``, ``compare.json`` and
 ``curves.png`` to ``--workdir``: one row per (split, method, simulations[, epochs]) with each run's

@@ -13,7 +13,8 @@ from disk, never the optimizer moments or the buffer.
 ``eval_checkpoint(config, workdir)`` (``--mode=eval``) reports on the newest checkpoint: the
 eval-split losses for a supervised run (its dataset is the eval data), and for every run the
 ``search.eval`` solve-rate sweep over ``config.search_eval`` (splits x methods x budgets), which
-writes ``<workdir>/search_eval/`` and appends ``search_evals`` entries to ``<workdir>/run.json``.
+writes ``<workdir>/search_eval/`` and merges ``search_evals`` entries into ``<workdir>/run.json``
+(``search.eval.merge_entries``: same split, method and budget replaced).
 ``scripts/sweep_eval.py`` runs the same sweep over many runs of a scaling grid.
 """
 
@@ -117,7 +118,7 @@ def search_evaluate(workdir: str, splits: Sequence[str], methods: Sequence[str],
                     name: str | None = None, progress: bool = False,
                     step: int | None = None) -> dict:
     """``search.eval.evaluate_run`` on the run's own network (``load_run_model``): writes
-    ``<workdir>/search_eval/``, appends to ``run.json``; returns {"entries", "out_dir"}."""
+    ``<workdir>/search_eval/``, merges into ``run.json``; returns {"entries", "out_dir"}."""
     model, rules = load_run_model(workdir, step)
     net = search_eval.model_network(model, name or run_config(workdir).get("name", "model"))
     return search_eval.evaluate_run(workdir, net, splits, methods, budgets, csv_path=csv_path,

@@ -4,9 +4,10 @@ r"""Search-and-learn (AlphaZero / expert iteration) on the exact game: ``--mode=
 
 Each iteration: (1) **search**: Gumbel-MuZero self-play episodes (``search.mcts`` episode runner,
 ``lax.scan`` over moves) on a batch of training problems drawn from the active curriculum classes;
-(2) **relabel**: self-play rows (search policy, outcome value), verified in-tree solutions and
-hindsight relabels (``train.relabel``) go into the FIFO ``ReplayBuffer``; (3) **train**: K steps of
-the supervised train step (``train.steps``, same sharding and optimizer) on uniform buffer samples;
+(2) **relabel**: self-play rows (search policy, outcome value), verified in-tree solutions and,
+with ``relabel.enabled`` (off by default), hindsight relabels (``train.relabel``) go into the FIFO
+``ReplayBuffer``; (3) **train**: K steps of the supervised train step (``train.steps``, same
+sharding and optimizer) on uniform buffer samples;
 (4) **eval** (every ``sl.eval_every``): played-trajectory solve rate at each ``eval.simulations``
 budget on held-out splits/classes, next to the uniform-prior MCTS baseline at the same budgets;
 (5) **save**: orbax checkpoint of train state + buffer, iteration, curriculum level and history.
