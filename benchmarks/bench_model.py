@@ -86,15 +86,12 @@ def gemm_peak_flop_s(dtype: str, have_torch: bool, n: int = 1024) -> dict:
     The train step is matmul-bound, so the faster of the two bounds what any implementation can
     reach here: ``peak / torch_train_flop_s`` is the ceiling on the train-step ratio.
     """
-    flop = 2 * n**3
-    a = jnp.ones((n, n), dtype)
-    mm = jax.jit(lambda x: jnp.dot(x, x, preferred_element_type=jnp.float32))
-    out = {"jax": flop / _time(lambda: mm(a).block_until_ready(), 10)}
+    out = {"jax": common.jax_gemm_flop_s(dtype, n)}
     if have_torch:
         import torch
 
         ta = torch.ones(n, n, dtype=getattr(torch, dtype))
-        out["torch"] = flop / _time(lambda: ta @ ta, 10)
+        out["torch"] = 2 * n**3 / _time(lambda: ta @ ta, 10)
     return out
 
 

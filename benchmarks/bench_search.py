@@ -86,11 +86,11 @@ def run(batch: int, sims: int, depth: int, repeats: int, python_problems: int) -
     # The most the batched search could gain over the Python tree with this network on this
     # machine: every simulation needs one forward, and no forward can beat the GEMM peak.
     fwd_flops = flops.forward_flops_per_state(cfg, seq_len(tok), 4)
-    peak = _gemm_peak_flop_s()
+    peak = common.jax_gemm_flop_s()
     ceiling = (peak / fwd_flops) / python["network"]["sims_per_s"]
     return dict(
         batch=batch, simulations=sims, depth=depth, params=flops.param_counts(cfg)["total"],
-        forward_flops_per_state=flops.forward_flops_per_state(cfg, seq_len(tok), 4),
+        forward_flops_per_state=fwd_flops,
         times_s={k: v[0] for k, v in best.items()}, cpu_times_s={k: v[1] for k, v in best.items()},
         compile_s=compile_s, forward_batch1_s=t_fwd1,
         overhead=t_search / ((sims + 1) * t_fwd), tree_and_game_fraction=t_uni / t_search,
@@ -110,13 +110,6 @@ def _forward_loop(params, state, evaluate, n: int):
         return acc_B + evaluate(params, st)[1]
 
     return jax.lax.fori_loop(0, n, body, jnp.zeros(state.num.shape[:1]))
-
-
-def _gemm_peak_flop_s(n: int = 1024) -> float:
-    """FLOP/s of one jitted fp32 [n, n] @ [n, n] matmul: the compute roof of this machine."""
-    a = jnp.ones((n, n), jnp.float32)
-    mm = jax.jit(lambda x: x @ x)
-    return 2 * n**3 / _best(lambda: mm(a).block_until_ready(), 10)
 
 
 def _best(fn, repeats: int) -> float:

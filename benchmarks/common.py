@@ -33,3 +33,18 @@ def write_json(result: dict, path: str) -> dict:
     with open(path, "w", encoding="utf-8") as fh:
         json.dump(result, fh, indent=2)
     return result
+
+
+def jax_gemm_flop_s(dtype: str = "float32", n: int = 1024, repeats: int = 10) -> float:
+    """FLOP/s of one jitted [n, n] @ [n, n] matmul (fp32 accumulation), best of ``repeats`` after
+    a warm-up: the compute roof that the network-bound rows of bench_model / bench_search are
+    held against (their printed *ceilings*)."""
+    import jax
+    import jax.numpy as jnp
+
+    a = jnp.ones((n, n), dtype)
+    mm = jax.jit(lambda x: jnp.dot(x, x, preferred_element_type=jnp.float32))
+    fn = lambda: mm(a).block_until_ready()  # noqa: E731
+    for _ in range(3):
+        fn()
+    return 2 * n**3 / best_time(fn, repeats)[0]
