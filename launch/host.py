@@ -25,7 +25,7 @@ import sys
 M_TRIM_THRESHOLD = -1  # glibc malloc.h
 M_MMAP_THRESHOLD = -3
 _TRIM_BYTES = 2**31 - 1  # effectively never trim
-_MMAP_BYTES = (2**30, 32 * 2**20)  # glibc caps the threshold (32 MiB on 64-bit since 2.35)
+_MMAP_BYTES = (2**30, 32 * 2**20)  # some glibc builds cap it at HEAP_MAX_SIZE / 2 (32 MiB)
 
 _applied: bool | None = None
 
@@ -51,7 +51,8 @@ def tune_malloc() -> bool:
     except (OSError, AttributeError):  # musl and friends: no mallopt
         return False
     mallopt.argtypes, mallopt.restype = (ctypes.c_int, ctypes.c_int), ctypes.c_int
-    if mallopt(M_TRIM_THRESHOLD, _TRIM_BYTES) != 1:
+    # The mmap threshold first: if glibc refuses every value, nothing has been changed at all.
+    if not any(mallopt(M_MMAP_THRESHOLD, n) == 1 for n in _MMAP_BYTES):
         return False
-    _applied = any(mallopt(M_MMAP_THRESHOLD, n) == 1 for n in _MMAP_BYTES)
+    _applied = mallopt(M_TRIM_THRESHOLD, _TRIM_BYTES) == 1
     return _applied
