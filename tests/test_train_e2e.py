@@ -153,6 +153,10 @@ def test_mode_eval_losses_and_search_sweep(tmp_path, data_dir):
     out = modes.run("eval", config, work)
     assert out["mode"] == "supervised" and out["update"] == trained["update"] == 10
     assert out["eval/loss"] == pytest.approx(trained["eval/loss"], rel=1e-5)  # whole val split
+    # Any config selects the run: the network and data come from the run's config.json.
+    other = tiny_config(data_dir, **{"search_eval.splits": "g24:test:8",
+                                     "search_eval.budgets": "1,2", "model.depth": 2})
+    assert modes.run("eval", other, work)["eval/loss"] == pytest.approx(out["eval/loss"], rel=1e-6)
     assert sorted(os.listdir(out["search_eval_dir"])) == [
         "per_problem.jsonl", "results.json", "results.md", "solve_rate_g24_test_8.png"]
     entries = json.load(open(os.path.join(work, "run.json")))["search_evals"]

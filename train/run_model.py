@@ -165,7 +165,10 @@ def eval_checkpoint(config, workdir: str) -> dict[str, Any]:
     mode = checkpoint_mode(workdir, step)
     out: dict[str, Any] = {"update": step, "mode": mode}
     if mode == "supervised":  # search_and_learn runs have no supervised eval split
-        out.update(supervised.evaluate_checkpoint(config, workdir, step=step))
+        # The run's own config (model, tokenizer, data as trained), like the search half below:
+        # the command line only chooses what to evaluate and the mesh of this machine.
+        own = {**run_config(workdir), "mesh": cfg["mesh"]}
+        out.update(supervised.evaluate_checkpoint(own, workdir, step=step))
     res = search_evaluate(workdir, **args, step=step)
     rates = {f"search/{e['split']}/{e['method']}/sims{e['simulations']}": e["solve_rate"]
              for e in res["entries"]}
