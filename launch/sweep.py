@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.util
-import json
 import os
 import shlex
 import shutil
@@ -42,7 +41,7 @@ from typing import Any
 import ml_collections
 
 from launch import local
-from scaling import flops
+from scaling import flops, records
 from scaling import sweep as sweep_lib
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -173,11 +172,8 @@ def write_plan(plan: Plan, statuses: Sequence[str], extra: Sequence[str]) -> str
     path = os.path.join(plan.root, "sweep.json")
     runs = [{**dataclasses.asdict(r), "status": s, "args": run_args(plan, r, extra)}
             for r, s in zip(plan.runs, statuses, strict=True)]
-    tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump({"train_config": plan.train_config, "overrides": plan.overrides,
-                   "seq_len": plan.seq_len, "runs": runs}, f, indent=2)
-    os.replace(tmp, path)
+    records.write_json(path, {"train_config": plan.train_config, "overrides": plan.overrides,
+                              "seq_len": plan.seq_len, "runs": runs})
     return path
 
 

@@ -5,7 +5,8 @@
 count, a NaN, or a solve rate outside [0, 1] raises ValueError naming the file, the field and the
 allowed range (``skip_invalid=True`` turns that into a warning and drops the record). The fits only
 ever see the recorded numbers (params = non-embedding N, train_flops = C, tokens = D); nothing is
-re-derived here. Imports nothing of ours.
+re-derived here. Imports nothing of ours, so every layer writes its JSON through ``write_text`` /
+``write_json`` here (temp file + rename: a reader never sees half a file).
 """
 
 from __future__ import annotations
@@ -16,8 +17,22 @@ import json
 import math
 import os
 import warnings
+from typing import Any
 
 import numpy as np
+
+
+def write_text(path: str, text: str) -> None:
+    """Write ``text`` to ``path`` atomically (a same-directory temp file, then ``os.replace``)."""
+    tmp = f"{path}.tmp{os.getpid()}"
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+def write_json(path: str, obj: Any, **dump_kwargs) -> None:
+    """``json.dumps(obj, indent=2, **dump_kwargs)`` written atomically (``write_text``)."""
+    write_text(path, json.dumps(obj, indent=2, **dump_kwargs))
 
 RUN_JSON = "run.json"
 REQUIRED_KEYS = ("name", "config", "params", "params_total", "params_embedding",

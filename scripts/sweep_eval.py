@@ -48,10 +48,9 @@ def name_run(workdir: str) -> str:
     base = os.path.basename(os.path.normpath(workdir))
     if rec.get("name") == rec.get("config", {}).get("name") and rec.get("name") != base:
         rec["name"] = base
-        tmp = f"{path}.tmp{os.getpid()}"
-        with open(tmp, "w", encoding="utf-8") as f:
-            json.dump(rec, f, indent=2)
-        os.replace(tmp, path)  # atomic: scaling never reads half a record
+        from scaling import records
+
+        records.write_json(path, rec)  # atomic: scaling never reads half a record
     return rec["name"]
 
 

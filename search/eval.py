@@ -36,6 +36,7 @@ import numpy as np
 from scipy import stats as sps
 from tqdm import tqdm
 
+from scaling.records import write_json, write_text
 from search import baselines, game, mcts, problems
 
 CSV_SPLITS = tuple(problems.CSV_SPLITS) + tuple(problems.XOT_SPLITS)
@@ -286,13 +287,6 @@ def run_sweep(split: str, probs: Sequence[problems.Problem], rules: game.Rules, 
     return entries, records
 
 
-def _atomic_write(path: str, text: str) -> None:
-    tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-    os.replace(tmp, path)
-
-
 def markdown(entries: Sequence[dict]) -> str:
     """A table per split: method x budget -> solve rate [95% CI], evaluations, FLOPs."""
     lines = []
@@ -340,11 +334,10 @@ def plot(entries: Sequence[dict], split: str, path: str) -> None:
 
 def write_outputs(out_dir: str, entries: list[dict], records: list[dict], meta: dict) -> None:
     os.makedirs(out_dir, exist_ok=True)
-    _atomic_write(os.path.join(out_dir, "results.json"),
-                  json.dumps({**meta, "entries": entries}, indent=2))
-    _atomic_write(os.path.join(out_dir, "per_problem.jsonl"),
-                  "".join(json.dumps(r) + "\n" for r in records))
-    _atomic_write(os.path.join(out_dir, "results.md"), markdown(entries))
+    write_json(os.path.join(out_dir, "results.json"), {**meta, "entries": entries})
+    write_text(os.path.join(out_dir, "per_problem.jsonl"),
+               "".join(json.dumps(r) + "\n" for r in records))
+    write_text(os.path.join(out_dir, "results.md"), markdown(entries))
     for split in dict.fromkeys(e["split"] for e in entries):
         plot(entries, split, os.path.join(out_dir, f"solve_rate_{split.replace(':', '_')}.png"))
 
@@ -388,7 +381,7 @@ def append_to_run_record(workdir: str, entries: Sequence[dict]) -> bool:
     with open(path, encoding="utf-8") as f:
         record = json.load(f)
     record["search_evals"] = merge_entries(record.get("search_evals", []), entries)
-    _atomic_write(path, json.dumps(record, indent=2))
+    write_json(path, record)
     return True
 
 

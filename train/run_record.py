@@ -19,6 +19,7 @@ from typing import Any
 
 import jax
 
+from scaling import records
 from search import eval as search_eval
 
 RUN_JSON = "run.json"
@@ -99,8 +100,5 @@ def write_run_record(
         "git_commit": git_commit(),
         **_jsonable(dict(extra or {})),
     }
-    tmp = path + f".tmp{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(record, f, indent=2, sort_keys=True)
-    os.replace(tmp, path)
+    records.write_json(path, record, sort_keys=True)
     return path

@@ -26,7 +26,7 @@ import numpy as np
 from absl import logging
 
 from nnx_models import tokenizer
-from scaling import flops
+from scaling import flops, records
 from train import checkpoint as ckpt_lib
 from train import data as data_lib
 from train import mesh as mesh_lib
@@ -84,10 +84,7 @@ def check_resume_config(workdir: str, cfg: dict) -> None:
 
 def write_config(workdir: str, cfg: dict) -> None:
     if jax.process_index() == 0:
-        tmp = os.path.join(workdir, f"config.json.tmp{os.getpid()}")
-        with open(tmp, "w", encoding="utf-8") as f:
-            json.dump(cfg, f, indent=2, sort_keys=True)
-        os.replace(tmp, os.path.join(workdir, "config.json"))
+        records.write_json(os.path.join(workdir, "config.json"), cfg, sort_keys=True)
 
 
 def evaluate(eval_fn, params, eval_arrays, batch_size: int, mesh, max_batches: int,
