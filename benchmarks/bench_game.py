@@ -30,13 +30,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from benchmarks.common import best_time, write_json
+from benchmarks.common import best_wall, write_json
 from search import game
-
-
-def _best_wall(fn, repeats: int) -> float:
-    return best_time(fn, repeats)[0]
-
 
 OPS = (
     lambda a, b: a + b,
@@ -118,8 +113,8 @@ def main(argv=None) -> dict:
     legal = jax.jit(lambda s: game.legal_mask(s, rules))
     acts = jnp.asarray(actions)
     jax.block_until_ready((play(state0, acts), legal(state0)))  # compile outside the timings
-    t_jax_step = _best_wall(lambda: jax.block_until_ready(play(state0, acts)), args.repeats)
-    t_jax_legal = _best_wall(lambda: jax.block_until_ready(legal(state0)), args.repeats)
+    t_jax_step = best_wall(lambda: jax.block_until_ready(play(state0, acts)), args.repeats)
+    t_jax_legal = best_wall(lambda: jax.block_until_ready(legal(state0)), args.repeats)
     # The exact-arithmetic floor: reducing B * moves results and nothing else (the gcd loop is
     # fixed-length, so its cost does not depend on the values drawn here).
     raw = rng.integers(-(2**29), 2**29, size=(2, args.batch * moves), dtype=np.int64)
@@ -127,12 +122,12 @@ def main(argv=None) -> dict:
     raw_den = jnp.asarray(np.abs(raw[1]) + 1, jnp.int32)
     reduce_only = jax.jit(lambda n, d: game._reduce(n, d, rules))
     jax.block_until_ready(reduce_only(raw_num, raw_den))
-    t_reduce = _best_wall(
+    t_reduce = best_wall(
         lambda: jax.block_until_ready(reduce_only(raw_num, raw_den)), 4 * args.repeats
     )
     bump = jax.jit(lambda m: m + 1)  # the per-call floor: dispatch + one tiny kernel
     jax.block_until_ready(bump(state0.moves))
-    t_dispatch = _best_wall(lambda: jax.block_until_ready(bump(state0.moves)), 4 * args.repeats)
+    t_dispatch = best_wall(lambda: jax.block_until_ready(bump(state0.moves)), 4 * args.repeats)
 
     pairs = [tuple(p) for p in game.pair_table(rules.n_max).tolist()]
     start = [
@@ -154,8 +149,8 @@ def main(argv=None) -> dict:
     py_mask = [py_legal(vals, pairs, rules) for vals in start[:64]]
     if not np.array_equal(np.asarray(legal(state0))[:64], np.array(py_mask)):
         raise AssertionError("the engines disagree on legal masks")
-    t_py_step = _best_wall(py_play, max(1, args.repeats // 2))
-    t_py_legal = _best_wall(
+    t_py_step = best_wall(py_play, max(1, args.repeats // 2))
+    t_py_legal = best_wall(
         lambda: [py_legal(v, pairs, rules) for v in start], max(1, args.repeats // 2)
     )
 

@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import os
 import tempfile
-import time
 
 import jax
 import jax.numpy as jnp
@@ -49,18 +48,12 @@ SIZES = {  # Llama shapes (SwiGLU): depth-rule sizes and the SmolLM2-135M preset
 }
 
 
-def _time(fn, repeats: int, warmup_calls: int = 10, warmup_s: float = 1.0) -> float:
-    """Best-of-``repeats`` wall seconds after a warm-up (>= ``warmup_calls`` and >= ``warmup_s``).
-
-    The first call compiles; torch fills its allocator and oneDNN primitive caches in the next
-    few. (The 32 ms vs 23 ms d2 step seen before ``launch.host.tune_malloc`` was the allocator
-    returning pages to the OS, not warm-up: it persisted for as many calls as we ran.)
-    """
-    start, calls = time.perf_counter(), 0
-    while calls < warmup_calls or time.perf_counter() - start < warmup_s:
-        fn()
-        calls += 1
-    return common.best_time(fn, repeats)[0]
+def _time(fn, repeats: int) -> float:
+    """Best of ``repeats`` after >= 10 calls and >= 1 s of warm-up: the first call compiles, and
+    torch fills its allocator and oneDNN primitive caches in the next few. (The 32 ms vs 23 ms d2
+    step seen before ``launch.host.tune_malloc`` was the allocator returning pages to the OS, not
+    warm-up: it persisted for as many calls as we ran.)"""
+    return common.best_wall(fn, repeats, warmup_calls=10, warmup_s=1.0)
 
 
 def _torch_model(cfg: model_config.ModelConfig, path: str):

@@ -68,7 +68,7 @@ def run(batch: int, sims: int, depth: int, repeats: int, python_problems: int) -
     t_fwd, t_search = best["forward"][0], best["search"][0]
     t_uni = best["search (uniform, no net)"][0]
     one = jax.tree.map(lambda x: x[:1], state)
-    t_fwd1 = _best(lambda: jax.block_until_ready(fwd(params, one)), 20)
+    t_fwd1 = common.best_wall(lambda: jax.block_until_ready(fwd(params, one)), 20, warmup_calls=1)
     python = {}
     for name, ev, p in (("network", evaluate, params),
                         ("uniform, no net", baselines.uniform_evaluate(rules), None)):
@@ -112,9 +112,6 @@ def _forward_loop(params, state, evaluate, n: int):
     return jax.lax.fori_loop(0, n, body, jnp.zeros(state.num.shape[:1]))
 
 
-def _best(fn, repeats: int) -> float:
-    fn()
-    return common.best_time(fn, repeats)[0]
 
 
 def main(argv=None) -> dict:

@@ -27,6 +27,17 @@ def best_time(fn: Callable[[], Any], repeats: int) -> tuple[float, float, Any]:
     return best, best_cpu, out
 
 
+def best_wall(fn: Callable[[], Any], repeats: int, warmup_calls: int = 0,
+              warmup_s: float = 0.0) -> float:
+    """Best-of-``repeats`` wall seconds after a warm-up of >= ``warmup_calls`` calls lasting
+    >= ``warmup_s`` (compilation, allocator and kernel caches stay out of the timing)."""
+    start, calls = time.perf_counter(), 0
+    while calls < warmup_calls or time.perf_counter() - start < warmup_s:
+        fn()
+        calls += 1
+    return best_time(fn, repeats)[0]
+
+
 def write_json(result: dict, path: str) -> dict:
     """Write ``result`` to ``path`` (creating folders) and return it."""
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
@@ -44,7 +55,4 @@ def jax_gemm_flop_s(dtype: str = "float32", n: int = 1024, repeats: int = 10) ->
 
     a = jnp.ones((n, n), dtype)
     mm = jax.jit(lambda x: jnp.dot(x, x, preferred_element_type=jnp.float32))
-    fn = lambda: mm(a).block_until_ready()  # noqa: E731
-    for _ in range(3):
-        fn()
-    return 2 * n**3 / best_time(fn, repeats)[0]
+    return 2 * n**3 / best_wall(lambda: mm(a).block_until_ready(), repeats, warmup_calls=3)
