@@ -9,7 +9,14 @@ Public API (contracts 5 and 6)::
     evaluate = make_evaluate(graphdef, TokenizerConfig(n_max=4), game.Rules(n_max=4))
 """
 
-from nnx_models.config import PRESETS, ModelConfig, smollm2_1p7b, smollm2_135m, smollm2_360m
+from nnx_models.config import (
+    PRESETS,
+    ModelConfig,
+    extra_param_count,
+    smollm2_1p7b,
+    smollm2_135m,
+    smollm2_360m,
+)
 from nnx_models.evaluate import ILLEGAL_LOGIT, apply_fn, make_evaluate
 from nnx_models.policy_value import PolicyValueNet, lm_loss
 from nnx_models.tokenizer import (
@@ -17,6 +24,8 @@ from nnx_models.tokenizer import (
     decode,
     encode,
     encode_trace,
+    numeric_positions,
+    position_ids,
     seq_len,
     slot_positions,
     summary_position,
@@ -35,8 +44,11 @@ __all__ = [
     "decode",
     "encode",
     "encode_trace",
+    "extra_param_count",
     "lm_loss",
     "make_evaluate",
+    "numeric_positions",
+    "position_ids",
     "seq_len",
     "slot_positions",
     "smollm2_135m",

@@ -6,6 +6,18 @@ Sizing by one knob (nanochat rule): ``ModelConfig.from_depth(depth)`` gives ``la
 of dim d_model
 instead. MLP: ReLU^2 with ``mlp_dim = 4 * d_model`` (nanochat), or SwiGLU with ``mlp_dim = 8/3 * d``
 rounded up to a multiple of 64 (Llama) when ``mlp="swiglu"``. The presets copy SmolLM2 exactly.
+
+Representation / anti-collapse options (defaults reproduce the original network bit for bit):
+``causal`` (False: bidirectional attention), ``positions`` ("field": RoPE positions restart at
+every field, ``tokenizer.position_ids``), ``value_pool`` ("mean" / "attn": the value head reads
+the live slots and the summary instead of the summary alone), ``qk_norm`` (RMSNorm on q and k per
+head), ``pair_symmetric`` (pair head symmetrised over operand order) and ``field_attention``
+(tokens attend within their field and to the field markers). With a
+``TokenizerConfig(slot_markers="shared")`` encoding, ``causal=False, positions="field",
+pair_symmetric=True`` make the network exactly permutation-equivariant over slots; digit / whole
+encodings then also need ``field_attention=True`` to know which tokens form which number. A
+``number_encoding="packed"`` encoding has no markers and needs none of that beyond ``causal=False,
+positions="field", pair_symmetric=True``.
 """
 
 from __future__ import annotations
@@ -18,6 +30,8 @@ import jax.numpy as jnp
 from nnx_models import tokenizer
 
 _DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+POSITIONS = ("sequence", "field")
+VALUE_POOLS = ("summary", "mean", "attn", "children")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -35,6 +49,32 @@ class ModelConfig:
     head_hidden: width of the pair head and value head MLPs (0 -> d_model).
     attention_impl: ``jax.nn.dot_product_attention`` implementation: "xla" (any device) or "cudnn"
       (GPU flash attention; needs bf16/fp16 compute). JAX's own default (None) is XLA today.
+    causal: causal attention (True) or bidirectional (False; the next-token LM path then raises).
+    positions: RoPE position ids: "sequence" (0..L-1) or "field" (restart at every field marker;
+      needs the TokenizerConfig at call time).
+    value_pool: what the value head reads: "summary" (the SUM position), "mean" (mean over the
+      live slot positions and SUM), "attn" (a learned query attending over them; dead masked) or
+      "children" (a soft-OR over the legal moves: the logsumexp of a per-action "child is
+      solvable" logit that the pair head emits from its per-(pair, op) hidden state; a learned
+      constant when no move is legal). "children" needs ``pair_results=True`` and
+      ``shared_backbone=True`` (the child logits come from the policy backbone's pair head).
+    qk_norm: RMSNorm (learned head_dim scale) on q and k per head before RoPE (Gemma 3 / Qwen 3).
+    pair_symmetric: pair logit of (i, j, op) = mean of the ordered head's logit for (i, j, op) and
+      for (j, i, mirror(op)), so swapping two slots' contents mirrors the op exactly (needed for
+      slot-permutation equivariance; no extra parameters, twice the pair-output FLOPs).
+    pair_results: the pair head also embeds the EXACT result r = s_i op s_j of every (pair, op)
+      (computed in-model from the raw numbers with ``search.game._op_results``; illegal results
+      embed as zero) and its relation to the target, so its hidden state is per (pair, op)
+      (``nnx_models.heads``). Needs a model built for a "numeric" or "packed" encoding (checked by
+      ``PolicyValueNet``); token encodings hold no raw numbers.
+    field_attention: a token attends only to its own field (marker + number tokens) and to the
+      hubs (BOS, every field marker, SUM); combined with the causal mask when causal. Why: with
+      positions="field" and causal=False, full attention sees the state as a bag of (token,
+      in-field position) pairs, so digit / whole tokens lose which number they belong to
+      ({12, 34} and {14, 32} are the same input); the mask binds each field to its marker and
+      keeps slot-permutation equivariance. Cross-field information then takes two layers (field
+      -> its marker -> everyone). Numeric fields do not need it (each token carries its number);
+      with packed entries (one token per number) it is a no-op.
     """
 
     depth: int = 2
@@ -56,6 +96,13 @@ class ModelConfig:
     norm_eps: float = 1e-5
     init_std: float = 0.02
     attention_impl: str = "xla"
+    causal: bool = True
+    positions: str = "sequence"
+    value_pool: str = "summary"
+    qk_norm: bool = False
+    pair_symmetric: bool = False
+    field_attention: bool = False
+    pair_results: bool = False
 
     def __post_init__(self):
         positive = (
@@ -92,6 +139,29 @@ class ModelConfig:
             )
         if self.head_hidden < 0:
             raise ValueError(f"ModelConfig.head_hidden={self.head_hidden} must be >= 0.")
+        for name, allowed in (("positions", POSITIONS), ("value_pool", VALUE_POOLS)):
+            if getattr(self, name) not in allowed:
+                raise ValueError(
+                    f"ModelConfig.{name}={getattr(self, name)!r}; allowed "
+                    f"{', '.join(map(repr, allowed))}."
+                )
+        for name in ("causal", "qk_norm", "pair_symmetric", "field_attention", "pair_results"):
+            if not isinstance(getattr(self, name), bool):  # a config string "False" is truthy
+                raise ValueError(
+                    f"ModelConfig.{name}={getattr(self, name)!r}; allowed True, False."
+                )
+        if self.value_pool == "children" and not self.pair_results:
+            raise ValueError(
+                "ModelConfig.value_pool='children' needs the per-(pair, op) result head: "
+                "pair_results=False; allowed pair_results=True (or value_pool 'summary', 'mean', "
+                "'attn')."
+            )
+        if self.value_pool == "children" and not self.shared_backbone:
+            raise ValueError(
+                "ModelConfig.value_pool='children' reads the policy backbone's pair head: "
+                "shared_backbone=False; allowed shared_backbone=True (or value_pool 'summary', "
+                "'mean', 'attn')."
+            )
 
     @property
     def compute_dtype(self):
@@ -135,6 +205,31 @@ class ModelConfig:
         )
         base.update(kw)
         return cls(**base)
+
+
+def extra_param_count(
+    cfg: ModelConfig, tok_cfg: tokenizer.TokenizerConfig | None = None, heads: bool = True
+) -> dict[str, int]:
+    """Parameters beyond the plain Llama backbone and the two heads, same keys and convention.
+
+    ``scaling.flops.param_counts(cfg, heads, tok_cfg)`` adds this to the backbone + heads count,
+    which then equals the exact count of ``PolicyValueNet(cfg, tok_cfg)``
+    (``heads=False``: of one ``Transformer(cfg, tok_cfg)``). Counted here: the per-head q / k
+    RMSNorm scales (``qk_norm``: 2 * head_dim per layer) and the numeric-number embedding
+    (``tok_cfg.number_encoding`` "numeric", or "packed" which adds the [3, D] target / slot / dead
+    type table: ``nnx_models.numeric.param_count(cfg, tok_cfg)``), once per backbone. The
+    attn-pool query lives in the value head and is already in ``heads.head_param_counts``, as do
+    the ``pair_results`` / ``value_pool="children"`` weights (op rows, result map, child output).
+    All of it is non-embedding by the flops convention (only the token table and an untied LM head
+    are "embedding"), including the numeric small-int tables and the packed type rows.
+    """
+    from nnx_models import numeric  # lazy: numeric -> layers -> config
+
+    per_backbone = (2 * cfg.head_dim * cfg.depth if cfg.qk_norm else 0) + (
+        numeric.param_count(cfg, tok_cfg) if numeric.reads_numeric(tok_cfg) else 0
+    )
+    n = (cfg.num_backbones if heads else 1) * per_backbone
+    return {"total": n, "embedding": 0, "non_embedding": n}
 
 
 def _smollm2(depth, d, heads, kv, mlp_dim, **kw) -> ModelConfig:

@@ -11,7 +11,13 @@ No download and no torch: tensors are read and written with ``safetensors.flax``
   (``"7" -> "7"``, ``"<s3>" -> "<", "s", "3", ">"``), or the mean embedding row without one; the
   heads are freshly initialised.
 * ``save_pretrained(model, path)``: HF layout (loads in ``transformers.LlamaForCausalLM``); for a
-  ``PolicyValueNet`` the heads (and a separate value network) go to ``zero24_extra.safetensors``.
+  ``PolicyValueNet`` the heads (and a separate value network) go to ``zero24_extra.safetensors``,
+  together with every backbone weight that has no Llama tensor (the qk-norm scales, the numeric
+  embedding, the packed embedding with its type table), and ``zero24_model.json`` holds the full
+  ModelConfig and TokenizerConfig (every representation option round-trips).
+  ``model.safetensors`` + ``config.json`` stay a valid Llama checkpoint, but only the default
+  options (causal, sequence positions, no qk-norm, token encodings) compute the same function
+  there; the others need ``load_policy_value``.
 """
 
 from __future__ import annotations
@@ -25,7 +31,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from nnx_models import tokenizer
+from nnx_models import numeric, tokenizer
 from nnx_models.config import ModelConfig
 from nnx_models.policy_value import PolicyValueNet
 from nnx_models.transformer import Transformer
@@ -233,7 +239,15 @@ def from_hf_tensors(tr: Transformer, tensors: dict, skip_embedding: bool = False
 def load_transformer(path: str, **overrides) -> Transformer:
     cfg = config_from_hf(path, **overrides)
     tr = nnx.eval_shape(lambda: Transformer(cfg, rngs=nnx.Rngs(0)))
-    tr = nnx.merge(*_zeros(tr))
+    graphdef, state = _zeros(tr)
+    # Weights a Llama checkpoint lacks keep their init: the qk-norm scales (ones = identity).
+    flat = [
+        (k, v.replace(jnp.ones(v.shape, v.dtype)))
+        if not _in_llama_layout(tuple(k), cfg) and k[-1] == "scale"
+        else (k, v)
+        for k, v in nnx.to_flat_state(state)
+    ]
+    tr = nnx.merge(graphdef, nnx.from_flat_state(flat))
     from_hf_tensors(tr, _read_tensors(path))
     return tr
 
@@ -270,7 +284,16 @@ def load_policy_value(
         with open(meta) as f:
             saved = json.load(f)
         cfg = ModelConfig(**{**saved["model"], **overrides})
-        tok_cfg = tok_cfg or tokenizer.TokenizerConfig(**saved["tokenizer"])
+        saved_tok = tokenizer.TokenizerConfig(**saved["tokenizer"])
+        tok_cfg = tok_cfg or saved_tok
+        saved_kind = numeric.input_kind(saved_tok)
+        if numeric.input_kind(tok_cfg) != saved_kind:
+            raise ValueError(
+                f"{path} was saved for number_encoding={saved_tok.number_encoding!r}; "
+                f"tok_cfg.number_encoding={tok_cfg.number_encoding!r} needs other weights "
+                "(token, numeric and packed encodings do not share the input embedding; allowed "
+                f"{numeric.kind_encodings(saved_kind)})."
+            )
         model = PolicyValueNet(cfg, tok_cfg, rngs=nnx.Rngs(seed))
         from_hf_tensors(model.backbone, _read_tensors(path))
         _load_extra(model, os.path.join(path, _EXTRA))
@@ -293,10 +316,23 @@ def load_policy_value(
     return model
 
 
+def _in_llama_layout(key: tuple, cfg: ModelConfig) -> bool:
+    """Whether the backbone param at flat ``key`` (relative to the Transformer) is a Llama tensor
+    written by ``to_hf_tensors``; everything else of the backbone goes to the extras file."""
+    if key in (("embed",), ("lm_head",), ("final_norm", "scale")):
+        return True
+    if key[0] != "blocks":
+        return False
+    rest = key[1:] if cfg.scan_layers else key[2:]  # drop the layer index of unrolled blocks
+    return rest in {path for path, _, _ in _layer_map(cfg).values()}
+
+
 def _extra_state(model: PolicyValueNet):
     state = nnx.state(model, nnx.Param)
     return {
-        "/".join(map(str, k)): v[...] for k, v in nnx.to_flat_state(state) if k[0] != "backbone"
+        "/".join(map(str, k)): v[...]
+        for k, v in nnx.to_flat_state(state)
+        if k[0] != "backbone" or not _in_llama_layout(tuple(k[1:]), model.cfg)
     }
 
 

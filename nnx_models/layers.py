@@ -85,10 +85,22 @@ def matmul_2d(x_TxK: jax.Array, w_KxN: jax.Array) -> jax.Array:
     return x_TxK @ w_KxN
 
 
-def rope_tables(seq_len: int, head_dim: int, theta: float) -> tuple[jax.Array, jax.Array]:
-    """cos, sin: float32[L, head_dim] in the HF "rotate_half" layout (frequencies repeated)."""
+def rope_tables(
+    seq_len: int, head_dim: int, theta: float, position_ids: np.ndarray | None = None
+) -> tuple[jax.Array, jax.Array]:
+    """cos, sin: float32[L, head_dim] in the HF "rotate_half" layout (frequencies repeated).
+
+    position_ids: int[L] position of each token (``tokenizer.position_ids`` for per-field
+    positions); None -> 0..L-1. Static numpy either way, so the tables are constants under jit.
+    """
     inv = 1.0 / (theta ** (np.arange(0, head_dim, 2, dtype=np.float64) / head_dim))
-    ang = np.arange(seq_len, dtype=np.float64)[:, None] * inv[None, :]  # [L, hd/2]
+    if position_ids is None:
+        pos = np.arange(seq_len, dtype=np.float64)
+    else:
+        pos = np.asarray(position_ids, np.float64)
+        if pos.shape != (seq_len,):
+            raise ValueError(f"position_ids has shape {pos.shape}; expected ({seq_len},).")
+    ang = pos[:, None] * inv[None, :]  # [L, hd/2]
     ang = np.concatenate([ang, ang], axis=-1)
     return jnp.asarray(np.cos(ang), jnp.float32), jnp.asarray(np.sin(ang), jnp.float32)
 
@@ -102,7 +114,12 @@ def apply_rope(x_BxLxHxD, cos_LxD, sin_LxD):
 
 
 class Attention(nnx.Module):
-    """Causal attention with grouped KV heads through ``jax.nn.dot_product_attention``."""
+    """Causal (``cfg.causal``) or bidirectional attention with grouped KV heads.
+
+    ``cfg.qk_norm``: RMSNorm over head_dim on q and k (one learned [head_dim] scale each, shared
+    by the heads) before RoPE. It bounds the attention logits, so a head cannot saturate its
+    softmax onto one token early in training (one of the levers against value collapse).
+    """
 
     def __init__(self, cfg: ModelConfig, *, rngs: nnx.Rngs):
         d, h, kv, hd = cfg.d_model, cfg.num_heads, cfg.num_kv_heads, cfg.head_dim
@@ -111,8 +128,12 @@ class Attention(nnx.Module):
         self.wk = make_param(rngs, (d, kv, hd), ("embed", "kv_heads", "head_dim"), cfg)
         self.wv = make_param(rngs, (d, kv, hd), ("embed", "kv_heads", "head_dim"), cfg)
         self.wo = make_param(rngs, (h, hd, d), ("heads", "head_dim", "embed"), cfg)
+        if cfg.qk_norm:  # constant init: draws no random keys, the other weights are unchanged
+            self.q_norm = RMSNorm(cfg, dim=hd)
+            self.k_norm = RMSNorm(cfg, dim=hd)
 
-    def __call__(self, x_BxLxD, cos, sin):
+    def __call__(self, x_BxLxD, cos, sin, mask_LxL=None):
+        """mask_LxL: optional bool [L, L] (query, key) allowed pairs, ANDed with the causal mask."""
         dt = self.cfg.compute_dtype
         batch, seq, d = x_BxLxD.shape
         x_TxD = x_BxLxD.reshape(batch * seq, d)
@@ -122,9 +143,12 @@ class Attention(nnx.Module):
             return matmul_2d(x_TxD, w.reshape(d, -1)).reshape(batch, seq, *w.shape[1:])
 
         q, k, v = proj("wq"), proj("wk"), proj("wv")
+        if self.cfg.qk_norm:
+            q, k = self.q_norm(q), self.k_norm(k)
         q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+        mask = None if mask_LxL is None else mask_LxL[None, None]  # [1, 1, L, L]
         out = jax.nn.dot_product_attention(
-            q, k, v, is_causal=True, implementation=self.cfg.attention_impl
+            q, k, v, mask=mask, is_causal=self.cfg.causal, implementation=self.cfg.attention_impl
         )  # [B, L, H, hd]
         wo = weight(self, "wo", dt)
         return matmul_2d(out.reshape(batch * seq, -1), wo.reshape(-1, d)).reshape(batch, seq, d)
@@ -159,6 +183,6 @@ class Block(nnx.Module):
         self.mlp_norm = RMSNorm(cfg)
         self.mlp = MLP(cfg, rngs=rngs)
 
-    def __call__(self, x_BxLxD, cos, sin):
-        x_BxLxD = x_BxLxD + self.attn(self.attn_norm(x_BxLxD), cos, sin)
+    def __call__(self, x_BxLxD, cos, sin, mask_LxL=None):
+        x_BxLxD = x_BxLxD + self.attn(self.attn_norm(x_BxLxD), cos, sin, mask_LxL)
         return x_BxLxD + self.mlp(self.mlp_norm(x_BxLxD))

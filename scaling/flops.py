@@ -20,7 +20,7 @@ see ``forward_flops_per_state``.
 
 from __future__ import annotations
 
-from nnx_models.config import ModelConfig
+from nnx_models.config import ModelConfig, extra_param_count
 from nnx_models.heads import head_param_counts
 from search import game
 
@@ -32,15 +32,18 @@ def _block_params(cfg: ModelConfig) -> int:
     return attn + mlp + 2 * d  # two RMSNorm scales
 
 
-def param_counts(cfg: ModelConfig, heads: bool = True) -> dict[str, int]:
+def param_counts(cfg: ModelConfig, heads: bool = True, tok_cfg=None) -> dict[str, int]:
     """Exact parameter counts of ``PolicyValueNet(cfg)`` (``heads=False``: of one ``Transformer``).
 
     Returns dict(total, embedding, non_embedding); embedding = token table (+ untied LM head).
+    ``tok_cfg``: the encoding the model reads; a numeric one adds the value-feature embedding
+    (``nnx_models.config.extra_param_count``, non-embedding like the qk-norm scales).
     """
     nb = cfg.num_backbones if heads else 1
     emb = cfg.vocab_size * cfg.d_model * (1 if cfg.tie_embeddings else 2)
     backbone = cfg.depth * _block_params(cfg) + cfg.d_model  # + final norm
     non_emb = nb * backbone + (sum(head_param_counts(cfg).values()) if heads else 0)
+    non_emb += extra_param_count(cfg, tok_cfg, heads=heads)["non_embedding"]
     return {"total": nb * emb + non_emb, "embedding": nb * emb, "non_embedding": non_emb}
 
 

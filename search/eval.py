@@ -385,6 +385,32 @@ def append_to_run_record(workdir: str, entries: Sequence[dict]) -> bool:
     return True
 
 
+def warn_unexcluded(workdir: str, net: Network, loaded) -> list[str]:
+    """Warns, naming the set, for every split a trained model's run did not exclude from training.
+
+    The record is ``exclusion.json`` in ``workdir`` (the run) or in the ``hf:`` export directory.
+    Network-free baselines have no training and are never warned about. Returns the messages.
+    """
+    if net.name in ("uniform", "oracle") or net.name.startswith("untrained"):
+        return []
+    from search import stream
+
+    excluded = stream.read_exclusion(workdir)
+    if excluded is None and net.name.startswith("hf:"):
+        excluded = stream.read_exclusion(net.name[3:])
+    out = []
+    for name, probs, _ in loaded:
+        k = stream.leaked(probs, excluded)
+        if k:
+            why = "its run recorded no exclusion.json" if excluded is None else \
+                "they were not in its exclusion set"
+            out.append(f"WARNING: split {name!r}: {k} of {len(probs)} problems may have been "
+                       f"trained on by {net.name} ({why}); its solve rate is not held-out.")
+    for msg in out:
+        print(msg, flush=True)
+    return out
+
+
 def evaluate_run(workdir: str, net: Network, splits: Sequence[str],
                  methods: Sequence[str] = METHODS, budgets: Sequence[int] = DEFAULT_BUDGETS,
                  csv_path: str | None = None, n_max: int | None = None,
@@ -397,6 +423,7 @@ def evaluate_run(workdir: str, net: Network, splits: Sequence[str],
     if not budgets or min(budgets) < 1:
         raise ValueError(f"budgets={list(budgets)}: simulations must be >= 1.")
     loaded = [load_split(s, csv_path, n_max) for s in splits]
+    warn_unexcluded(workdir, net, loaded)
     entries, records = [], []
     for name, probs, rules in loaded:
         e, r = run_sweep(name, probs, rules, net, methods, budgets, opts, mesh, progress)

@@ -154,6 +154,10 @@ for _c in (
     ProblemClass("g24", 4, (1, 13), (24, 24)),
     ProblemClass("g24_10", 4, (1, 10), (24, 24)),
     ProblemClass("g4_t100", 4, (1, 13), (1, 100), held_out=True),  # unseen targets, same n
+    # n = 2..4 with targets 1..999: stream mixture components (short states, the arithmetic table).
+    ProblemClass("n2", 2, (1, 13), (1, 999), held_out=True),
+    ProblemClass("n3", 3, (1, 13), (1, 999), held_out=True),
+    ProblemClass("n4", 4, (1, 13), (1, 999), held_out=True),
     ProblemClass("n5", 5, (1, 13), (1, 999), held_out=True),
     ProblemClass("n6", 6, (1, 13), (1, 999), held_out=True),
     ProblemClass("n7", 7, (1, 13), (1, 999), held_out=True),

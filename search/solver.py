@@ -48,6 +48,20 @@ _INV_ROW = (
 _DEFAULT_RULES = game.Rules()
 
 
+SHIFT, DEN_MASK = _SHIFT, _DEN_MASK  # public: the packed-key layout other host code shares
+
+
+def pack_int(x: int) -> int:
+    """Packed key of the integer ``x`` (``key >> SHIFT`` is the numerator, ``key & DEN_MASK`` the
+    denominator)."""
+    return (x << _SHIFT) | 1
+
+
+def op_results(x: int, y: int, rules: game.Rules) -> list[int | None]:
+    """The six results (``game.OPS`` order) of packed ``x`` op packed ``y``; None where illegal."""
+    return _op_keys(x, y, rules.fractions, rules.max_abs)
+
+
 def _pack(f: Fraction) -> int:
     return (f.numerator << _SHIFT) | f.denominator
 

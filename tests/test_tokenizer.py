@@ -146,3 +146,15 @@ def test_bad_configs_and_inputs_raise():
         T.decode(np.zeros(10, np.int32))
     with pytest.raises(FileNotFoundError, match="zero24_tokenizer.json"):
         T.load_config("/nonexistent")
+
+
+def test_packed_layout_one_token_per_number():
+    cfg = T.TokenizerConfig(n_max=7, number_encoding="packed")
+    tok = T.encode_problems([[1, 2, 3]], [Fraction(-8, 3)], cfg, game.Rules(n_max=7))[0]
+    assert len(tok) == T.seq_len(cfg) == 7 + 3
+    assert tok[0] == T.BOS and tok[T.summary_position(cfg)] == T.SUM
+    assert tok[1] == (1 << 30) | (8 << 15) | 3  # the target, -8/3
+    assert list(tok[T.slot_positions(cfg)]) == [(k << 15) | 1 for k in (1, 2, 3)] + [-1] * 4
+    assert T.decode(tok) == ([Fraction(1), Fraction(2), Fraction(3)], Fraction(-8, 3))
+    with pytest.raises(ValueError, match="malformed packed entry"):
+        T.decode(np.array([T.BOS, 1, 0, 1, T.SUM], np.int32))  # den 0

@@ -16,6 +16,7 @@ contiguous slice of every global batch and hands it to
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 from collections.abc import Iterator, Mapping
 from typing import Any
@@ -89,7 +90,9 @@ def tokenize(examples: Mapping[str, np.ndarray], tok_cfg: tokenizer.TokenizerCon
     from search import datasets
     state = datasets.examples_to_state(examples)
     count = int(state.num.shape[0])
-    encode = jax.jit(lambda s: tokenizer.encode(s, tok_cfg))
+    # tokenizer.encode is jitted with the config static: one compile per (config, shape), reused
+    # across calls (a fresh jax.jit(lambda) here would recompile on every call).
+    encode = functools.partial(tokenizer.encode, cfg=tok_cfg)
     pieces = []
     for lo in range(0, count, chunk):  # fixed chunk shape: one compile
         part = jax.tree.map(lambda x, lo=lo: np.asarray(x)[lo:lo + chunk], state)

@@ -417,7 +417,8 @@ def record(s: dict, workdir: str, meta: dict, entries: list[dict], status: str,
     cfg, seq_len = s["cfg"], s["seq_len"]
     tokens = meta["updates"] * cfg["train"]["batch_size"] * seq_len
     return run_record.write_run_record(
-        workdir, name=cfg["name"], config=cfg, param_counts=flops.param_counts(s["model_cfg"]),
+        workdir, name=cfg["name"], config=cfg,
+        param_counts=flops.param_counts(s["model_cfg"], tok_cfg=s["tok_cfg"]),
         flops_per_token=flops.train_flops_per_token(s["model_cfg"], seq_len), tokens=tokens,
         steps=meta["updates"], final_metrics=eval_metrics(entries), wall_time_s=meta["wall_time_s"],
         search_evals=entries + meta["baseline"], merge_search_evals=resumed,

@@ -46,6 +46,12 @@ def model_config(model: Mapping[str, Any], tok_cfg: tokenizer.TokenizerConfig) -
     common = dict(vocab_size=tok_cfg.vocab_size, n_max=tok_cfg.n_max, dtype=model["dtype"],
                   param_dtype=model["param_dtype"], scan_layers=bool(model["scan_layers"]),
                   shared_backbone=bool(model["shared_backbone"]))
+    # Representation / anti-collapse switches (nnx_models.config); absent in old run configs.
+    for key, default in (("causal", True), ("positions", "sequence"),
+                         ("value_pool", "summary"), ("qk_norm", False),
+                         ("pair_symmetric", False), ("field_attention", False),
+                         ("pair_results", False)):
+        common[key] = model.get(key, default)
     if model["preset"]:
         if model["preset"] not in PRESETS:
             raise ValueError(f"config.model.preset={model['preset']!r} is unknown; allowed "

@@ -24,18 +24,22 @@ import jax
 import ml_collections
 import numpy as np
 from absl import logging
+from flax import nnx
 
 from nnx_models import tokenizer
 from scaling import flops, records
+from search import stream
 from train import checkpoint as ckpt_lib
 from train import data as data_lib
 from train import mesh as mesh_lib
 from train import metrics as metrics_lib
 from train import optim, run_record, steps
+from train import probe as probe_lib
 
 # Config fields that must match a workdir's checkpoints for a resume to make sense (None: all).
 RESUME_KEYS = {"model": None, "tokenizer": None,
-               "data": ("problem_class", "n_max", "num_problems", "seed", "name")}
+               "data": ("problem_class", "n_max", "num_problems", "seed", "name", "source",
+                        "mixture", "solvable_share")}
 
 
 class NonFiniteError(FloatingPointError):
@@ -120,7 +124,7 @@ def evaluate_checkpoint(config, workdir: str, step: int | None = None) -> dict[s
     if latest is None:
         raise FileNotFoundError(f"no checkpoint in {ckpt.directory}; train first with "
                                 f"--mode=supervised --workdir={workdir}.")
-    _, eval_arrays = data_lib.load(cfg, workdir, s["tok_cfg"], s["rules"])
+    eval_arrays = load_inputs(cfg, workdir, s)[1]
     graphdef, abs_state, shardings, _ = steps.abstract_train_state(
         s["model_cfg"], s["tok_cfg"], s["tx"], mesh, cfg["seed"])
     state, _ = ckpt.restore(latest, abs_state)
@@ -130,6 +134,44 @@ def evaluate_checkpoint(config, workdir: str, step: int | None = None) -> dict[s
     out = evaluate(eval_step, state["params"], eval_arrays, cfg["train"]["batch_size"], mesh, 0,
                    loss_cfg)
     return {**out, "update": latest}
+
+
+def load_inputs(cfg: dict, workdir: str, s: dict):
+    """(train loader, eval arrays, probe sets {name: arrays}, run-record extras) of either source.
+
+    ``data.source="tfds"``: the fixed TFDS sets (``train.data``); ``"stream"``: the labelled
+    stream with its exclusion, a held-out eval stream and the probe sets (``train.stream_data``).
+    """
+    d, tcfg = cfg["data"], cfg["train"]
+    if d["source"] == "tfds":
+        train_arrays, eval_arrays = data_lib.load(cfg, workdir, s["tok_cfg"], s["rules"])
+        loader = data_lib.Loader(train_arrays, tcfg["batch_size"], s["mesh"], d["shuffle_seed"])
+        return loader, eval_arrays, {}, {"train_examples": loader.size}
+    if d["source"] != "stream":
+        raise ValueError(f"config.data.source={d['source']!r}; allowed 'tfds', 'stream'.")
+    from train import stream_data
+
+    sets = stream_data.exclusion_sets(cfg)
+    exclude = frozenset(p.canonical for plist in sets.values() for p in plist)
+    mk = lambda kind: stream_data.stream_config(cfg, s["rules"], exclude, kind)
+    train_cfg = mk("train")
+    loader = stream_data.StreamLoader(train_cfg, tcfg["batch_size"], s["mesh"], s["tok_cfg"],
+                                      workers=d["workers"])
+    eval_arrays = stream_data.held_out(mk("eval"), d["eval_examples"], s["tok_cfg"])
+    probes = {"walk": eval_arrays,
+              "start": stream_data.held_out(mk("probe"), d["probe_examples"], s["tok_cfg"])}
+    extra = {"stream": stream.as_mapping(train_cfg),
+             "exclusion": {k: len(v) for k, v in sets.items()}, "_exclusion_sets": sets}
+    return loader, eval_arrays, probes, extra
+
+
+def run_probes(apply, params, probes: dict) -> dict[str, float]:
+    """``probe/<set>/n<k>/<metric>`` for every probe set (``train/probe.py``)."""
+    out = {}
+    for name, arrays in probes.items():
+        out.update({f"probe/{name}/{k}": v for k, v in probe_lib.probe(apply, params,
+                                                                      arrays).items()})
+    return out
 
 
 def finite_or_raise(host_metrics: dict, update: int, ckpt: ckpt_lib.Checkpointer) -> None:
@@ -163,14 +205,16 @@ def _train(config, workdir: str, guard: ckpt_lib.PreemptionGuard) -> dict[str, f
     check_resume_config(workdir, cfg)
     timer = metrics_lib.PhaseTimer()
     with timer("data_load"):
-        train_arrays, eval_arrays = data_lib.load(cfg, workdir, s["tok_cfg"], s["rules"])
-        loader = data_lib.Loader(train_arrays, tcfg["batch_size"], mesh,
-                                 cfg["data"]["shuffle_seed"])
+        loader, eval_arrays, probes, data_extra = load_inputs(cfg, workdir, s)
     ckpt_lib.ensure_writable(workdir)  # only now: a run that fails validation leaves no workdir
     write_config(workdir, cfg)
-    logging.info("mesh %s; model %s; %d train / %d eval examples, seq_len %d",
-                 mesh_lib.describe(mesh), s["model_cfg"], loader.size, len(eval_arrays["tokens"]),
-                 seq_len)
+    if "_exclusion_sets" in data_extra:
+        sets = data_extra.pop("_exclusion_sets")
+        if jax.process_index() == 0:
+            stream.write_exclusion(workdir, sets)
+    logging.info("mesh %s; model %s; data %s; %d eval examples, seq_len %d",
+                 mesh_lib.describe(mesh), s["model_cfg"], cfg["data"]["source"],
+                 len(eval_arrays["tokens"]), seq_len)
 
     graphdef, abs_state, shardings, init = steps.abstract_train_state(
         s["model_cfg"], s["tok_cfg"], tx, mesh, cfg["seed"])
@@ -190,6 +234,7 @@ def _train(config, workdir: str, guard: ckpt_lib.PreemptionGuard) -> dict[str, f
     loss_cfg = steps.loss_config(tcfg)
     train_step = steps.jit_train_step(graphdef, tx, loss_cfg, shardings, mesh)
     eval_step = steps.jit_eval_step(graphdef, loss_cfg, shardings["params"], mesh)
+    apply = lambda params, tokens: nnx.merge(graphdef, params)(tokens)
     compiled = None
     if update < total:
         with timer("compile"):
@@ -199,7 +244,7 @@ def _train(config, workdir: str, guard: ckpt_lib.PreemptionGuard) -> dict[str, f
         logging.info("compiled train step memory: %s", mem)
         print(f"[train] compiled train step memory stats: {mem}", flush=True)
 
-    counts = flops.param_counts(s["model_cfg"])
+    counts = flops.param_counts(s["model_cfg"], tok_cfg=s["tok_cfg"])
     flops_per_token = flops.train_flops_per_token(s["model_cfg"], seq_len)
     tokens_per_update = tcfg["batch_size"] * accum * seq_len
     schedule = optim.make_schedule(tcfg)
@@ -233,7 +278,7 @@ def _train(config, workdir: str, guard: ckpt_lib.PreemptionGuard) -> dict[str, f
             with timer("eval"):
                 writer.write(0, evaluate(eval_step, state["params"], eval_arrays,
                                          tcfg["batch_size"], mesh, cfg["data"]["eval_batches"],
-                                         loss_cfg))
+                                         loss_cfg) | run_probes(apply, state["params"], probes))
         while update < total:
             if cfg["profile_steps"] > 0 and update == cfg["profile_start"] and writer.enabled:
                 jax.profiler.start_trace(os.path.join(workdir, "tb"))  # TB profile tab
@@ -251,7 +296,10 @@ def _train(config, workdir: str, guard: ckpt_lib.PreemptionGuard) -> dict[str, f
                 jax.block_until_ready(state)
                 jax.profiler.stop_trace()
                 profiling = False
-            last = update == total
+            # A wall-clock budget (benchmarks/bench_learning.py compares variants at equal time)
+            # ends the run like its last update: final eval, checkpoint, run.json.
+            out_of_time = 0 < tcfg["time_limit_s"] <= time.time() - t_start
+            last = update == total or out_of_time
             preempt = guard.requested or ckpt.reached_preemption(update)
             due_save = ckpt.should_save(update) or last or preempt
             if update % tcfg["log_every"] == 0 or update == 1 or last or due_save:
@@ -266,6 +314,7 @@ def _train(config, workdir: str, guard: ckpt_lib.PreemptionGuard) -> dict[str, f
                 with timer("eval"):
                     ev = evaluate(eval_step, state["params"], eval_arrays, tcfg["batch_size"],
                                   mesh, cfg["data"]["eval_batches"], loss_cfg)
+                    ev.update(run_probes(apply, state["params"], probes))
                 writer.write(update, ev)
                 final.update(ev)
             if due_save:
@@ -274,20 +323,30 @@ def _train(config, workdir: str, guard: ckpt_lib.PreemptionGuard) -> dict[str, f
                 status = "preempted"
                 logging.warning("preemption signal: saved update %d; exiting cleanly", update)
                 break
-        if update == total and ckpt.latest_step() != total:
+            if out_of_time:
+                status = "time_limit"
+                break
+        if status == "completed" and update == total and ckpt.latest_step() != total:
             save()  # e.g. a resumed run that had already finished training
     finally:  # also on errors: finish pending saves, flush the logs
         if profiling:
             jax.profiler.stop_trace()
         ckpt.close()
         writer.close()
+        if hasattr(loader, "close"):
+            loader.close()
     keep = ("train/loss", "train/policy_loss", "train/value_loss", "train/policy_acc",
             "train/value_acc", "eval/loss", "eval/policy_loss", "eval/value_loss",
             "eval/policy_acc", "eval/value_acc")
     final_metrics = {k: final[k] for k in keep if k in final}
+    final_metrics.update({k: v for k, v in final.items() if k.startswith("probe/")})
+    for name in probes:
+        final_metrics[f"probe/{name}/collapsed"] = float(probe_lib.collapsed(
+            {k[len(f"probe/{name}/"):]: v for k, v in final.items()
+             if k.startswith(f"probe/{name}/")}))
     run_record.write_run_record(
         workdir, name=cfg["name"], config=cfg, param_counts=counts,
         flops_per_token=flops_per_token, tokens=update * tokens_per_update, steps=update,
         final_metrics=final_metrics, wall_time_s=prior["wall_time_s"] + time.time() - t_start,
-        extra={"seq_len": seq_len, "status": status, "mode": "supervised"})
+        extra={"seq_len": seq_len, "status": status, "mode": "supervised", **data_extra})
     return {**final_metrics, "status": status, "update": update}

@@ -9,6 +9,13 @@ Field meanings, with "0" or "" meaning "derive it":
   ``<workdir>/../data``; ``name=""`` is derived from class, size and seed; ``n_max=0`` keeps the
   class's slot count (``Rules.n_max``), a smaller value (>= the class's largest n) gives shorter
   token sequences; ``eval_batches=0`` evaluates the whole eval split.
+  ``source="stream"`` trains on the labelled stream (``search/stream.py``) instead: ``mixture``
+  (``"n2:1,n3:1,g4_t100:2"``; class:weight), ``solvable_share`` (value balance at every n),
+  ``eval_examples`` / ``probe_examples`` (held-out walk states / start states scored per n), and
+  the exclusion: ``exclude`` (extra eval split specs) and ``exclude_csv`` (a ToT 24.csv whose
+  1,362 puzzles are never trained on; "" = the csv of the eval sections); ``workers`` (grain
+  worker processes that label the next batches; 0 = one prefetch thread). See
+  ``train/stream_data.py``.
 - ``tokenizer``: ``nnx_models.tokenizer.TokenizerConfig`` fields except ``n_max`` (taken from the
   problem class's rules so model, tokenizer and game always agree).
 - ``model``: ``preset`` (``smollm2_135m`` | ``smollm2_360m`` | ``smollm2_1p7b``) or ``depth`` plus
@@ -24,6 +31,7 @@ Field meanings, with "0" or "" meaning "derive it":
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from typing import Any
 
@@ -86,24 +94,73 @@ def base_config() -> ml_collections.ConfigDict:
 
     c.data = ml_collections.ConfigDict(dict(
         data_dir="", name="", problem_class="g24", n_max=0, num_problems=200,
-        eval_num_problems=50, seed=0, shuffle_seed=0, eval_batches=4, generate_if_missing=True))
+        eval_num_problems=50, seed=0, shuffle_seed=0, eval_batches=4, generate_if_missing=True,
+        source="tfds", mixture="", solvable_share=0.5, eval_examples=1024, probe_examples=1024,
+        exclude="", exclude_csv="", workers=0))
     c.tokenizer = ml_collections.ConfigDict(dict(
-        number_encoding="digits", max_digits=3, whole_max=100))
+        number_encoding="digits", max_digits=3, whole_max=100, slot_markers="indexed"))
     c.model = ml_collections.ConfigDict(dict(
         preset="", depth=1, d_model=0, num_heads=0, num_kv_heads=0, head_dim=0, mlp_dim=0,
         mlp="", head_hidden=0, tie_embeddings=False, shared_backbone=True, scan_layers=False,
-        dtype="float32", param_dtype="float32"))
+        dtype="float32", param_dtype="float32", causal=True, positions="sequence",
+        value_pool="summary", qk_norm=False, pair_symmetric=False, field_attention=False,
+        pair_results=False))
     c.train = ml_collections.ConfigDict(dict(
         steps=200, batch_size=64, grad_accum_steps=1, learning_rate=3e-3, warmup_steps=20,
         min_lr_ratio=0.1, weight_decay=0.01, b1=0.9, b2=0.95, eps=1e-8, grad_clip_norm=1.0,
         policy_weight=1.0, value_weight=1.0, value_loss="bce", log_every=10, eval_every=50,
-        peak_flops_per_device=0.0))
+        peak_flops_per_device=0.0, time_limit_s=0.0))
     c.checkpoint = ml_collections.ConfigDict(dict(every=100, keep=3, async_save=True))
     c.mesh = ml_collections.ConfigDict(dict(data=-1, fsdp=1, tensor=1))
     # Cheap on a CPU (one compile per budget); widen with --config.search_eval.budgets=1,8,64.
     c.search_eval = ml_collections.ConfigDict(dict(
         splits="g24:test:32", methods="mcts", budgets="1,8", batch_size=128, csv=""))
     return c
+
+
+def default_csv() -> str:
+    """The ToT 24.csv beside the checkout (``../shared/benchmarks/24.csv``) when present, else "".
+
+    Configs that name it exclude all 1,362 puzzles from training and can evaluate on its splits;
+    on a machine without it they run the same, minus those evaluations.
+    """
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    path = os.path.join(os.path.dirname(root), "shared", "benchmarks", "24.csv")
+    return path if os.path.isfile(path) else ""
+
+
+ENCODINGS = ("packed", "numeric", "whole", "digits")
+LAYOUTS = ("set", "causal")
+POOLS = ("summary", "mean", "attn")
+
+
+def apply_representation(c: ml_collections.ConfigDict, encoding: str, layout: str, pool: str,
+                         width: int, head_dim: int) -> None:
+    """How states reach the network (docs/learning.md): number encoding, attention layout, value
+    pooling, and a width split into heads of ``head_dim`` (4x MLP).
+
+    ``layout="set"``: bidirectional attention, one shared slot marker, per-field positions and the
+    symmetrised pair head, so the network is exactly invariant to slot order (token encodings
+    also keep attention within each number's field, or {12, 34} and {14, 32} would look alike);
+    ``"causal"``: the LM layout (slot markers S0.., positions 0..L-1, causal mask).
+    """
+    for name, value, allowed in (("encoding", encoding, ENCODINGS), ("layout", layout, LAYOUTS),
+                                 ("pool", pool, POOLS)):
+        if value not in allowed:
+            raise ValueError(f"config argument {name}={value!r}; allowed {allowed}.")
+    if width < 1 or head_dim < 1:
+        raise ValueError(f"config arguments width={width}, head_dim={head_dim}; allowed >= 1.")
+    c.tokenizer.number_encoding = encoding
+    c.tokenizer.max_digits, c.tokenizer.whole_max = 4, 1000  # targets up to 999 fit exactly
+    c.model.d_model, c.model.mlp_dim, c.model.head_dim = width, 4 * width, min(head_dim, width)
+    c.model.num_heads = c.model.num_kv_heads = max(width // head_dim, 1)
+    set_layout = layout == "set"
+    c.tokenizer.slot_markers = "shared" if set_layout else "indexed"
+    c.model.causal = not set_layout
+    c.model.positions = "field" if set_layout else "sequence"
+    c.model.pair_symmetric = set_layout
+    c.model.field_attention = set_layout and encoding in ("whole", "digits")
+    c.model.value_pool = pool
 
 
 def apply_size(c: ml_collections.ConfigDict, size: str) -> None:

@@ -10,7 +10,10 @@ test problems, deterministic Gumbel search, played trajectory; printed at the en
 and 0.19 for the uniform-prior MCTS baseline (docs/search_and_learn.md has the runs). Hindsight
 relabelling is off by default: with it on, the same three seeds reached only 0.08-0.10 / 0.20-0.29.
 Arguments (``--config=train/configs/search.py:arg=value,...``): ``size=d<K>`` (model depth),
-``width=W`` (d_model; 0 = the depth rule 64*K), ``iterations=N``, ``curriculum=g24+n5+n6``
+``width=W`` (d_model; 0 = the depth rule 64*K; 32-wide heads either way),
+``encoding=`` / ``layout=`` / ``pool=`` (the state representation,
+``common.apply_representation``; default packed / set / attn, the pick of docs/learning.md),
+``iterations=N``, ``curriculum=g24+n5+n6``
 (classes opened in order; states get as many slots as the largest class), ``relabel=true``
 (hindsight relabelling on, for ablations), ``init=supervised:<workdir>`` or ``init=hf:<dir>``
 (start from a checkpoint instead of scratch), ``runlocal`` (a seconds-long smoke test). Other
@@ -36,7 +39,7 @@ import ml_collections
 from train.configs import common
 
 DEFAULTS = {"size": "d2", "width": 64, "iterations": 24, "curriculum": "g24", "relabel": False,
-            "init": "", "runlocal": False}
+            "init": "", "runlocal": False, "encoding": "packed", "layout": "set", "pool": "attn"}
 
 
 def add_sections(c: ml_collections.ConfigDict) -> None:
@@ -63,10 +66,11 @@ def add_sections(c: ml_collections.ConfigDict) -> None:
 
 def apply_args(c: ml_collections.ConfigDict, args: dict) -> None:
     common.apply_size(c, args["size"])
-    if args["width"]:  # a narrow deep net: 32-wide heads, 4x MLP (0 keeps the depth rule)
-        w = args["width"]
-        c.model.d_model, c.model.head_dim, c.model.mlp_dim = w, 32, 4 * w
-        c.model.num_heads = c.model.num_kv_heads = max(w // 32, 1)
+    # 32-wide heads at every width (one 128-wide head collapsed the value), 4x MLP.
+    width = args["width"] or 64 * c.model.depth
+    common.apply_representation(c, args["encoding"], args["layout"], args["pool"], width, 32)
+    if args["encoding"] == "whole":
+        c.tokenizer.whole_max = 200  # every Game-of-24 intermediate but a few products fits
     c.sl.iterations = args["iterations"]
     # "+" separates classes inside the argument string (commas separate arguments there);
     # --config.sl.curriculum=g24,n5 takes commas.
@@ -94,9 +98,6 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c = common.base_config()
     c.name, c.mode = "search_and_learn", "search_and_learn"
     add_sections(c)
-    # Whole-number tokens: one token per integer up to 200 (fractions as num / den), 27 tokens
-    # for 4 slots; every Game-of-24 intermediate except a few products fits.
-    c.tokenizer.number_encoding, c.tokenizer.whole_max = "whole", 200
     c.train.batch_size, c.train.learning_rate, c.train.warmup_steps = 128, 3e-3, 20
     c.train.min_lr_ratio = 0.3
     c.checkpoint.every, c.checkpoint.keep = 4, 2
