@@ -13,13 +13,17 @@ caches cleared before each row (they fill during the row, as in a stream), and t
 that prefix must agree. The labeller's rate is the best of ``--repeats`` passes over the row,
 one ``label_batch`` call each, after a warm-up call (numba compilation). Both run on one core.
 
+Stream rows: examples/s of the whole ``search.stream`` (walks, targets, rejection, batched
+labels, legal masks) for the default supervised mixture (n <= 5) and an n = 4..6 one, one core.
+
 Train rows: one jitted ``train.steps`` train step (AdamW, donated state) of
-``ModelConfig.from_depth(K, head_dim=32, num_heads=num_kv_heads=2K)`` on
-``TokenizerConfig(n_max=6, number_encoding="whole")`` tokens, batch 128 of labelled episode
-states, on JAX's default device; states/s consumed = 128 / (best step time after warm-up). The
-last table is the stream-vs-train ratio: labeller states/s / train states/s. Above 1, one
-labelling core keeps up with the step; below 1, labelling needs that many cores (it is
-embarrassingly parallel over states) or a pre-built dataset.
+``train/configs/supervised.py:size=dK,width=64K`` (heads of 32) with the default representation
+(``packed``, set layout, result-aware pair head: 9 positions per state) and with whole-number
+tokens in the causal layout (37 positions), batch 128 of a real stream batch, on JAX's default
+device; states/s consumed = 128 / (best step time after warm-up). The last table is the
+stream-vs-train ratio: labeller (or stream) states/s / train states/s. Above 1, one labelling
+core keeps up with the step; below 1, labelling needs that many cores (it is embarrassingly
+parallel over states: ``config.data.workers``) or a pre-built dataset.
 """
 
 from __future__ import annotations
@@ -75,16 +79,7 @@ def episode_states(count: int, rng: random.Random) -> list:
 
 
 def to_arrays(states: list):
-    b, n = len(states), RULES.n_max
-    num, den = np.zeros((b, n), np.int64), np.ones((b, n), np.int64)
-    live = np.zeros((b, n), bool)
-    tnum, tden = np.zeros(b, np.int64), np.ones(b, np.int64)
-    for k, (slots, target) in enumerate(states):
-        for s, v in enumerate(slots):
-            if v is not None:
-                num[k, s], den[k, s], live[k, s] = v.numerator, v.denominator, True
-        tnum[k], tden[k] = target.numerator, target.denominator
-    return num, den, live, tnum, tden
+    return labeller.fraction_arrays(states, RULES.n_max)
 
 
 def label_row(case: str, states: list, solver_count: int, repeats: int) -> dict:
@@ -106,40 +101,28 @@ def label_row(case: str, states: list, solver_count: int, repeats: int) -> dict:
             "solver_ms": 1e3 / sol_rate, "ratio": lab_rate / sol_rate}
 
 
-def train_row(depth: int, batch_size: int, steps: int) -> dict:
-    """States/s one jitted train step consumes (module docstring)."""
+def train_row(depth: int, batch_size: int, steps: int, encoding: str) -> dict:
+    """States/s one jitted train step of ``supervised.py:size=d<depth>`` consumes (width 64*depth,
+    heads of 32, the config's representation with ``encoding``), on a batch of labelled states."""
     import jax
-    import jax.numpy as jnp
 
-    from nnx_models import ModelConfig, TokenizerConfig, tokenizer
-    from train import data, optim
-    from train import mesh as mesh_lib
     from train import steps as steps_lib
+    from train import stream_data
+    from train import supervised as sup
+    from train.configs import supervised as sup_config
 
-    tok = TokenizerConfig(n_max=RULES.n_max, number_encoding="whole")
-    heads = 64 * depth // 32
-    cfg = ModelConfig.from_depth(depth, head_dim=32, num_heads=heads, num_kv_heads=heads,
-                                 vocab_size=tok.vocab_size, n_max=RULES.n_max)
-    train_cfg = dict(steps=1000, learning_rate=3e-3, warmup_steps=20, min_lr_ratio=0.1,
-                     weight_decay=0.01, b1=0.9, b2=0.95, eps=1e-8, grad_clip_norm=1.0,
-                     grad_accum_steps=1, policy_weight=1.0, value_weight=1.0, value_loss="bce")
-    mesh = mesh_lib.make_mesh({"data": -1, "fsdp": 1, "tensor": 1})
-    tx = optim.make_optimizer(train_cfg)
-    graphdef, _, shardings, init = steps_lib.abstract_train_state(cfg, tok, tx, mesh, seed=0)
-    step = steps_lib.jit_train_step(graphdef, tx, steps_lib.loss_config(train_cfg), shardings,
-                                    mesh)
-    # A real batch: labelled episode states (what a label stream would feed).
-    num, den, live, tnum, tden = to_arrays(episode_states(batch_size, random.Random(depth)))
-    value, good = labeller.label_batch(num, den, live, tnum, tden, RULES)
-    state = game.State(num=jnp.asarray(num, jnp.int32), den=jnp.asarray(den, jnp.int32),
-                       live=jnp.asarray(live), target_num=jnp.asarray(tnum, jnp.int32),
-                       target_den=jnp.asarray(tden, jnp.int32),
-                       moves=jnp.zeros(batch_size, jnp.int32), failed=jnp.zeros(batch_size, bool))
-    rows = {"tokens": np.asarray(tokenizer.encode(state, tok), np.int32),
-            "policy": (good / np.maximum(good.sum(1, keepdims=True), 1)).astype(np.float32),
-            "legal": np.asarray(game.legal_mask(state, RULES)), "value": value.astype(np.float32),
-            "weight": np.ones(batch_size, np.float32)}
-    batch = data.to_global(rows, batch_size, mesh_lib.batch_sharding(mesh))
+    arg = f"size=d{depth},width={64 * depth},batch={batch_size},encoding={encoding}"
+    arg += "" if encoding in ("packed", "numeric") else ",layout=causal,pool=summary"
+    cfg = sup_config.get_config(arg).to_dict()
+    s = sup.setup(cfg, "unused")
+    mesh, tok = s["mesh"], s["tok_cfg"]
+    graphdef, _, shardings, init = steps_lib.abstract_train_state(s["model_cfg"], tok, s["tx"],
+                                                                  mesh, seed=0)
+    step = steps_lib.jit_train_step(graphdef, s["tx"], steps_lib.loss_config(cfg["train"]),
+                                    shardings, mesh)
+    loader = stream_data.StreamLoader(stream_data.stream_config(cfg, s["rules"], frozenset()),
+                                      batch_size, mesh, tok, prefetch=0)
+    batch = loader.batch(0)  # a real batch of the training stream
     held = {"state": init()}
 
     def one():
@@ -151,10 +134,22 @@ def train_row(depth: int, batch_size: int, steps: int) -> dict:
     compile_s = time.perf_counter() - t0
     t = best_wall(one, steps, warmup_calls=2)
     params = sum(x.size for x in jax.tree.leaves(held["state"]["params"]))
-    return {"model": f"d{depth}", "params": int(params), "batch": batch_size,
-            "tokens_per_state": int(rows["tokens"].shape[1]), "step_ms": t * 1e3,
+    return {"model": f"d{depth}/{encoding}", "params": int(params), "batch": batch_size,
+            "tokens_per_state": int(s["seq_len"]), "step_ms": t * 1e3,
             "states_per_s": batch_size / t, "compile_s": compile_s,
             "device": str(jax.devices()[0].platform)}
+
+
+def stream_row(mixture: str, count: int) -> dict:
+    """Examples/s of the whole stream (walks, targets, rejection, labels) for ``mixture``."""
+    from search import stream
+
+    cfg = stream.StreamConfig(mixture=stream.parse_mixture(mixture), n_max=RULES.n_max)
+    stream.draw_range(cfg, 0, 64)  # compile the labeller
+    t0 = time.perf_counter()
+    stream.draw_range(cfg, 64, 64 + count)
+    rate = count / (time.perf_counter() - t0)
+    return {"case": f"stream {mixture}", "states": count, "labeller_states_per_s": rate}
 
 
 def main(argv=None) -> dict:
@@ -172,7 +167,10 @@ def main(argv=None) -> dict:
              ("n=6 start", start_states(6, 400 // q, rng), max(2, 8 // q)),
              ("episodes", episode_states(2000 // q, rng), 80 // q)]
     rows = [label_row(case, states, n_sol, args.repeats) for case, states, n_sol in cases]
-    train = [train_row(depth, args.batch, 3 if args.quick else 10) for depth in (2, 4)]
+    streams = [stream_row(m, 2000 // q) for m in ("n2:1,n3:1,g4_t100:3,n4:1,n5:3",
+                                                   "n4:1,n5:1,n6:1")]
+    train = [train_row(depth, args.batch, 3 if args.quick else 10, enc)
+             for depth in (2, 4) for enc in ("packed", "whole")]
 
     print(f"labelled states/s, labeller (numba) vs solver (Python), {RULES}")
     print(f"{'case':<11}{'states':>7}{'solvable':>9}{'labeller/s':>12}{'ms/state':>10}"
@@ -188,13 +186,16 @@ def main(argv=None) -> dict:
     for t in train:
         print(f"{t['model']:<7}{t['params']:>10}{t['tokens_per_state']:>8}{t['step_ms']:>10.1f}"
               f"{t['states_per_s']:>10.0f}{t['compile_s']:>11.1f}")
+    for r in streams:
+        print(f"{r['case']:<40}{r['labeller_states_per_s']:>10.0f} examples/s (one core)")
+    rows += streams
     print("stream vs train: labeller states/s / train step states/s (one labelling core)")
-    print(f"{'case':<11}" + "".join(f"{'/ ' + t['model']:>9}" for t in train))
+    print(f"{'case':<40}" + "".join(f"{'/ ' + t['model']:>12}" for t in train))
     ratios = {}
     for r in rows:
         ratios[r["case"]] = {t["model"]: r["labeller_states_per_s"] / t["states_per_s"]
                              for t in train}
-        print(f"{r['case']:<11}" + "".join(f"{ratios[r['case']][t['model']]:>9.2f}"
+        print(f"{r['case']:<40}" + "".join(f"{ratios[r['case']][t['model']]:>12.2f}"
                                            for t in train))
     out = {"benchmark": "bench_data", "quick": args.quick, "rules": str(RULES), "rows": rows,
            "train": train, "stream_vs_train": ratios}

@@ -26,13 +26,13 @@ from benchmarks import common
 
 # name -> supervised.py argument string. The first is the study's pick (docs/learning.md).
 VARIANTS = {
-    "packed_set_results": "encoding=packed,layout=set,results",
-    "packed_set": "encoding=packed,layout=set,pool=attn",
-    "packed_causal": "encoding=packed,layout=causal,pool=summary",
-    "numeric_set": "encoding=numeric,layout=set,pool=attn",
+    "packed_set_results": "encoding=packed,layout=set",
+    "packed_set": "encoding=packed,layout=set,pool=attn,results=false",
+    "packed_causal": "encoding=packed,layout=causal,pool=summary,results=false",
+    "numeric_set": "encoding=numeric,layout=set,pool=attn,results=false",
     "whole_set": "encoding=whole,layout=set,pool=attn",
     "digits_set": "encoding=digits,layout=set,pool=attn",
-    "numeric_causal": "encoding=numeric,layout=causal,pool=summary",
+    "numeric_causal": "encoding=numeric,layout=causal,pool=summary,results=false",
     "whole_causal": "encoding=whole,layout=causal,pool=summary",
     "digits_causal": "encoding=digits,layout=causal,pool=summary",
     "whole_causal_1head": "encoding=whole,layout=causal,pool=summary,head_dim=128",

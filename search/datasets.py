@@ -285,6 +285,27 @@ def build_supervised(
     return _build(Zero24Supervised, data_dir, name, params, cls.rules.n_max, make)
 
 
+def build_stream_snapshot(data_dir, name: str, cfg, start: int, count: int) -> pathlib.Path:
+    """Build (or keep) examples ``start..start+count-1`` of the labelled stream ``cfg``
+    (``search.stream.StreamConfig``) as a supervised dataset with split ``cfg.split``: a fixed
+    snapshot of exactly what a stream run trains on (same features as ``build_supervised``)."""
+    from search import stream  # the stream is the generator; this only stores a slice of it
+
+    if count < 1 or start < 0:
+        raise ValueError(f"count={count}, start={start} out of range; allowed count >= 1, "
+                         "start >= 0.")
+    params = {"kind": "stream", "stream": stream.as_mapping(cfg), "start": start, "count": count,
+              "excluded": sorted([list(k[0]), k[1]] for k in cfg.exclude), "version": VERSION}
+
+    def make():
+        ex = stream.draw_range(cfg, start, start + count)
+        rows = ({**{k: v[i] for k, v in ex.items()}, "class_name": "stream"}
+                for i in range(count))
+        return {cfg.split: rows}
+
+    return _build(Zero24Supervised, data_dir, name, params, cfg.n_max, make)
+
+
 def build_problem_set(
     data_dir,
     name: str,

@@ -484,3 +484,18 @@ def label_batch(num, den, live, target_num, target_den,
 def solvable_batch(num, den, live, target_num, target_den, rules: game.Rules) -> np.ndarray:
     """value bool[B] of ``label_batch`` alone: stops at a state's first good child."""
     return _run(num, den, live, target_num, target_den, rules, values_only=True)[0]
+
+
+def fraction_arrays(states, n_max: int):
+    """Host helper: ``[(slot values: Fraction | None per slot, target Fraction), ...]`` ->
+    the ``label_batch`` inputs ``(num, den, live, target_num, target_den)``."""
+    b = len(states)
+    num, den = np.zeros((b, n_max), np.int64), np.ones((b, n_max), np.int64)
+    live = np.zeros((b, n_max), bool)
+    tnum, tden = np.zeros(b, np.int64), np.ones(b, np.int64)
+    for k, (slots, target) in enumerate(states):
+        for s, v in enumerate(slots):
+            if v is not None:
+                num[k, s], den[k, s], live[k, s] = v.numerator, v.denominator, True
+        tnum[k], tden[k] = target.numerator, target.denominator
+    return num, den, live, tnum, tden

@@ -211,12 +211,20 @@ def _can_reach(ms: tuple[int, ...], targets: frozenset, fractions: bool, max_abs
 @functools.lru_cache(maxsize=1 << 18)
 def _solvable(ms: tuple[int, ...], t: int, rules: game.Rules) -> bool:
     """State-level solvability under ``rules`` (use_all or any sub-multiset), memoised."""
+    if not _reachable_target(t, rules):
+        return False
     if rules.use_all:
         return _can_reach(ms, frozenset([t]), rules.fractions, rules.max_abs)
     return any(
         _can_reach(sub, frozenset([t]), rules.fractions, rules.max_abs)
         for sub in _sub_multisets(ms)
     )
+
+
+def _reachable_target(t: int, rules: game.Rules) -> bool:
+    """Under integer-only rules every value is a positive integer, so no other target is ever hit
+    (the inverse-op search below does not check that by itself: [3, 3] -> 0 via 3 - 3)."""
+    return rules.fractions or (t & _DEN_MASK == 1 and t >> _SHIFT > 0)
 
 
 def _sub_multisets(ms: tuple[int, ...]):
@@ -369,6 +377,8 @@ def solve(
     n_sol = _num_solutions(ms, t, rules) if count else None
     # Smallest sub-multiset first under use_all=False; _witness is the search itself (None: no).
     subs = [ms] if rules.use_all else _sub_multisets(ms)
+    if not _reachable_target(t, rules):
+        subs = []
     tree = next((w for s in subs if (w := _witness(s, t, rules.fractions, rules.max_abs))), None)
     if tree is None:
         return SolveResult(False, None, None, n_sol)

@@ -78,16 +78,7 @@ def _state(rng: random.Random, rules: game.Rules, n_start: int, moves: int, reac
 
 
 def _arrays(states: list, rules: game.Rules):
-    b, n = len(states), rules.n_max
-    num, den = np.zeros((b, n), np.int64), np.ones((b, n), np.int64)
-    live = np.zeros((b, n), bool)
-    tnum, tden = np.zeros(b, np.int64), np.ones(b, np.int64)
-    for k, (slots, target) in enumerate(states):
-        for s, v in enumerate(slots):
-            if v is not None:
-                num[k, s], den[k, s], live[k, s] = v.numerator, v.denominator, True
-        tnum[k], tden[k] = target.numerator, target.denominator
-    return num, den, live, tnum, tden
+    return labeller.fraction_arrays(states, rules.n_max)
 
 
 def _check(states: list, rules: game.Rules) -> None:

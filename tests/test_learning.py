@@ -7,11 +7,11 @@ import subprocess
 import sys
 import time
 
-import jax
 import numpy as np
 import pytest
+from helpers import final_params
 
-from train import checkpoint, modes, probe
+from train import modes, probe
 from train.configs import supervised
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -33,7 +33,10 @@ def _config(arg: str, **over):
 
 @pytest.mark.slow
 def test_value_varies_across_inputs_and_beats_the_base_rate_at_n2(tmp_path):
-    c = _config(",".join(TINY + ["mixture=n2:1", "steps=400", "lr=3e-3", "batch=64"]),
+    # results=false: the value must come from the backbone's pooled slot states (the result-aware
+    # head would read the answer off the exact move results at n=2).
+    c = _config(",".join(TINY + ["mixture=n2:1", "steps=400", "lr=3e-3", "batch=64",
+                                 "results=false"]),
                 **{"train.eval_every": 400, "checkpoint.every": 400})
     out = modes.run("supervised", c, str(tmp_path / "run"))
     assert out["status"] == "completed"
@@ -69,13 +72,6 @@ def _launch(work: str, log: str, env: dict) -> subprocess.Popen:
                             stderr=open(log, "w"))
 
 
-def _params(work: str, step: int):
-    ck = checkpoint.Checkpointer(os.path.join(work, "checkpoints"), every=1, keep=10)
-    state = ck.load_numpy(step)
-    ck.close()
-    return jax.tree.leaves(state["params"])
-
-
 @pytest.mark.slow
 def test_stream_run_sigkilled_and_resumed_equals_uninterrupted(tmp_path):
     env = {**os.environ, "PYTHONPATH": REPO, "JAX_COMPILATION_CACHE_DIR": str(tmp_path / "cache"),
@@ -96,5 +92,5 @@ def test_stream_run_sigkilled_and_resumed_equals_uninterrupted(tmp_path):
     p = _launch(work, str(tmp_path / "log2"), env)
     assert p.wait(timeout=400) == 0, open(tmp_path / "log2").read()[-3000:]
     assert "resumed from" in open(tmp_path / "log2").read()
-    for a, b in zip(_params(work, 60), _params(ref, 60), strict=True):
+    for a, b in zip(final_params(work, 60), final_params(ref, 60), strict=True):
         np.testing.assert_allclose(a, b, rtol=0, atol=1e-6)

@@ -11,6 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from flax import nnx
+from helpers import random_states
 
 from nnx_models import (
     ModelConfig,
@@ -48,37 +49,14 @@ def _tiny(tok: TokenizerConfig, **kw) -> ModelConfig:
     return ModelConfig(**{**base, **kw})
 
 
-def _random_states(rng: np.random.Generator, b: int, n: int, max_abs: int) -> game.State:
-    """Random reduced rationals (negatives, fractions, large values) with random dead slots."""
-    num = rng.integers(-max_abs, max_abs + 1, size=(b, n))
-    den = np.where(rng.random((b, n)) < 0.5, 1, rng.integers(1, max_abs + 1, size=(b, n)))
-    g = np.gcd(num, den)
-    num, den = num // g, den // g
-    live = rng.random((b, n)) < 0.75
-    live[:, 0] = True
-    num, den = np.where(live, num, 0), np.where(live, den, 1)
-    tn = rng.integers(-max_abs, max_abs + 1, size=b)
-    td = np.where(rng.random(b) < 0.3, rng.integers(1, 50, size=b), 1)
-    g = np.gcd(tn, td)
-    i32 = lambda x: jnp.asarray(x, jnp.int32)
-    return game.State(
-        num=i32(num),
-        den=i32(den),
-        live=jnp.asarray(live),
-        target_num=i32(tn // g),
-        target_den=i32(td // g),
-        moves=i32(np.zeros(b)),
-        failed=jnp.zeros(b, bool),
-    )
-
-
 # ----------------------------------------------------------------------------- tokenizer
 
 
 @pytest.mark.parametrize("markers", ["indexed", "shared"])
 def test_numeric_round_trip(markers):
     cfg = TokenizerConfig(n_max=5, number_encoding="numeric", slot_markers=markers)
-    state = _random_states(np.random.default_rng(0), 200, 5, game.INT32_SAFE_MAX_ABS)
+    state = random_states(np.random.default_rng(0), 200, 5, game.INT32_SAFE_MAX_ABS,
+                          first_live=True)
     tokens = np.asarray(T.encode(state, cfg))
     assert tokens.shape == (200, T.seq_len(cfg)) and tokens.dtype == np.int32
     n_frac = n_neg = n_dead = 0
@@ -103,7 +81,7 @@ def test_token_encodings_round_trip_with_shared_markers():
         TokenizerConfig(n_max=4, slot_markers="shared"),
         TokenizerConfig(n_max=4, number_encoding="whole", whole_max=2048, slot_markers="shared"),
     ):
-        state = _random_states(np.random.default_rng(1), 50, 4, 999)
+        state = random_states(np.random.default_rng(1), 50, 4, 999, first_live=True)
         tokens = np.asarray(T.encode(state, cfg))
         for k in range(50):
             assert T.decode(tokens[k])[0] == game.values(state, k)
@@ -153,7 +131,8 @@ def _packed_np(num, den, live):
 @pytest.mark.parametrize("n", [4, 6])
 def test_packed_round_trip(n):
     cfg = TokenizerConfig(n_max=n, number_encoding="packed")
-    state = _random_states(np.random.default_rng(10 + n), 300, n, game.INT32_SAFE_MAX_ABS)
+    state = random_states(np.random.default_rng(10 + n), 300, n, game.INT32_SAFE_MAX_ABS,
+                          first_live=True)
     live = np.random.default_rng(20 + n).random((300, n)) < 0.7  # dead slots anywhere, slot 0 too
     live[:, 1] |= ~live.any(-1)
     state = state.replace(
@@ -306,7 +285,7 @@ def test_slot_permutation_equivariance(enc):
     assert MIRROR == solver._MIRROR
     n = 5
     rng = np.random.default_rng(2)
-    state = _random_states(rng, 8, n, 60)
+    state = random_states(rng, 8, n, 60, first_live=True)
     perms = [rng.permutation(n) for _ in range(3)] + [np.arange(n)[::-1]]
     shared = TokenizerConfig(n_max=n, number_encoding=enc, max_digits=2, slot_markers="shared")
     # init_std 0.2: outputs depend strongly on the inputs, so a broken symmetry is visible
@@ -353,7 +332,7 @@ def test_packed_model_tells_states_apart():
     numbers = [x for nums, _ in pairs for x in nums]
     targets = [t for _, tg in pairs for t in tg]
     pair_tokens = T.encode(game.new_state(numbers, targets, rules), tok)  # [10, L]
-    state = _random_states(np.random.default_rng(8), 10, 4, 60)
+    state = random_states(np.random.default_rng(8), 10, 4, 60, first_live=True)
     for pool in ("summary", "mean", "attn"):
         model = PolicyValueNet(_tiny(tok, value_pool=pool, **inv), tok)
         logits, value = (np.asarray(x) for x in fwd(model, T.encode(state, tok), tok))
@@ -389,7 +368,7 @@ def test_field_attention_keeps_numbers_apart():
 
 def test_forward_shapes_every_combination():
     rules = game.Rules(n_max=4)
-    state = _random_states(np.random.default_rng(3), 3, 4, 200)
+    state = random_states(np.random.default_rng(3), 3, 4, 200, first_live=True)
     toks = {
         "digits": TokenizerConfig(n_max=4, max_digits=3),
         "whole": TokenizerConfig(n_max=4, number_encoding="whole", whole_max=40),
@@ -541,9 +520,10 @@ def test_evaluate_no_retrace(enc):
     graphdef, params = nnx.split(PolicyValueNet(cfg, tok))
     chex.clear_trace_counter()
     evaluate = jax.jit(chex.assert_max_traces(make_evaluate(graphdef, tok, rules), n=1))
-    state = _random_states(np.random.default_rng(4), 4, 4, 100)
+    state = random_states(np.random.default_rng(4), 4, 4, 100, first_live=True)
     logits, value = evaluate(params, state)
-    evaluate(params, _random_states(np.random.default_rng(5), 4, 4, 100))  # same shapes
+    # same shapes, new values: must not retrace
+    evaluate(params, random_states(np.random.default_rng(5), 4, 4, 100, first_live=True))
     legal = np.asarray(game.legal_mask(state, rules))
     assert np.all(np.asarray(logits)[~legal] == -1e9) and np.isfinite(np.asarray(logits)).all()
     assert np.all((np.asarray(value) > 0) & (np.asarray(value) < 1))
@@ -587,7 +567,7 @@ def test_hf_round_trip_new_options(tmp_path, shared, scan, enc, results):
     assert a.keys() == b.keys()
     for k in a:
         np.testing.assert_array_equal(a[k], b[k], err_msg=str(k))
-    tokens = T.encode(_random_states(np.random.default_rng(6), 3, 4, 500), tok)
+    tokens = T.encode(random_states(np.random.default_rng(6), 3, 4, 500, first_live=True), tok)
     for x, y in zip(fwd(model, tokens, tok), fwd(again, tokens, tok), strict=True):
         np.testing.assert_array_equal(x, y)
     if results:  # the result head's weights went to the extras file too
@@ -627,13 +607,13 @@ def test_pair_results_forward_shapes(enc):
         )
         for t in (tok, big):
             n = t.n_max
-            state = _random_states(np.random.default_rng(30 + n), 5, n, 300)
+            state = random_states(np.random.default_rng(30 + n), 5, n, 300, first_live=True)
             logits, value = fwd(model, T.encode(state, t), t)
             chex.assert_shape((logits, value), ((5, game.Rules(n_max=n).num_actions), (5,)))
             assert logits.dtype == jnp.float32 and value.dtype == jnp.float32
             assert np.isfinite(logits).all() and np.isfinite(value).all(), (pool, sym, n)
     bf = _tiny(tok, pair_results=True, value_pool="children", dtype="bfloat16")
-    state = _random_states(np.random.default_rng(1), 2, 4, 50)
+    state = random_states(np.random.default_rng(1), 2, 4, 50, first_live=True)
     logits, value = fwd(PolicyValueNet(bf, tok), T.encode(state, tok), tok)
     assert logits.dtype == jnp.float32 and value.dtype == jnp.float32
 
@@ -644,7 +624,7 @@ def test_state_values_and_result_features_exact(enc):
     n = 4
     tok = TokenizerConfig(n_max=n, number_encoding=enc)
     rules = game.Rules(n_max=n)
-    state = _random_states(np.random.default_rng(40), 60, n, 400)
+    state = random_states(np.random.default_rng(40), 60, n, 400, first_live=True)
     num, den, live = (np.asarray(x) for x in heads.state_values(T.encode(state, tok), tok))
     np.testing.assert_array_equal(num[:, 1:], state.num)
     np.testing.assert_array_equal(den[:, 1:], state.den)

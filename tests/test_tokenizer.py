@@ -3,36 +3,12 @@
 from fractions import Fraction
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
+from helpers import random_states
 
 from nnx_models import tokenizer as T
 from search import game
-
-
-def _random_states(rng: np.random.Generator, b: int, n: int, max_abs: int) -> game.State:
-    """Random reduced rationals (negatives and fractions included), random dead slots."""
-    num = rng.integers(-max_abs, max_abs + 1, size=(b, n))
-    den = rng.integers(1, max_abs + 1, size=(b, n))
-    den = np.where(rng.random((b, n)) < 0.5, 1, den)  # half integers
-    g = np.gcd(num, den)
-    num, den = num // g, den // g
-    live = rng.random((b, n)) < 0.75
-    num, den = np.where(live, num, 0), np.where(live, den, 1)
-    tn = rng.integers(-max_abs, max_abs + 1, size=b)
-    td = np.where(rng.random(b) < 0.3, rng.integers(1, 50, size=b), 1)
-    g = np.gcd(tn, td)
-    i32 = lambda x: jnp.asarray(x, jnp.int32)
-    return game.State(
-        num=i32(num),
-        den=i32(den),
-        live=jnp.asarray(live),
-        target_num=i32(tn // g),
-        target_den=i32(td // g),
-        moves=i32(np.zeros(b)),
-        failed=jnp.zeros(b, bool),
-    )
 
 
 @pytest.mark.parametrize(
@@ -44,7 +20,7 @@ def _random_states(rng: np.random.Generator, b: int, n: int, max_abs: int) -> ga
 )
 def test_round_trip_random_states(cfg):
     rng = np.random.default_rng(0)
-    state = _random_states(
+    state = random_states(
         rng, 200, cfg.n_max, max_abs=200 if cfg.number_encoding == "whole" else 32767
     )
     tokens = np.asarray(jax.jit(T.encode, static_argnums=1)(state, cfg))

@@ -10,11 +10,11 @@ import subprocess
 import sys
 import time
 
-import jax
 import numpy as np
 import pytest
+from helpers import final_params
 
-from train import checkpoint, modes, supervised
+from train import modes, supervised
 from train.configs import default
 from train.metrics import read_jsonl
 from train.run_record import REQUIRED_KEYS
@@ -188,13 +188,6 @@ def _wait_for(predicate, proc: subprocess.Popen, timeout: float = 240.0) -> None
         time.sleep(0.02)
 
 
-def _final_params(work: str, step: int):
-    ck = checkpoint.Checkpointer(os.path.join(work, "checkpoints"), every=1, keep=10)
-    state = ck.load_numpy(step)
-    ck.close()
-    return jax.tree.leaves(state["params"])
-
-
 @pytest.mark.slow
 def test_sigkill_and_sigterm_resume_match_uninterrupted(tmp_path, data_dir, reference):
     c = tiny_config(data_dir, **RUN)
@@ -222,5 +215,5 @@ def test_sigkill_and_sigterm_resume_match_uninterrupted(tmp_path, data_dir, refe
     # 3) Resume to the end: same parameters as the uninterrupted run.
     p = _launch(c, work, str(tmp_path / "log3"), env)
     assert p.wait(timeout=240) == 0, open(str(tmp_path / "log3")).read()[-3000:]
-    for a, b in zip(_final_params(work, 300), _final_params(reference[0], 300), strict=True):
+    for a, b in zip(final_params(work, 300), final_params(reference[0], 300), strict=True):
         np.testing.assert_allclose(a, b, rtol=0, atol=1e-6)

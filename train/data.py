@@ -56,6 +56,10 @@ def dataset_names(config: Mapping[str, Any]) -> tuple[str, str]:
     """(train name, eval name): derived from class, slots, problem count and seed unless
     ``data.name`` is set (the eval name is always derived)."""
     d = config["data"]
+    if d.get("source") == "stream":  # snapshots of the stream: examples, not problems
+        stem = "stream_" + d["mixture"].replace(":", "-").replace(",", "_") + f"_n{d['n_max']}"
+        base = d["name"] or f"{stem}_x{d['num_problems']}_s{d['seed']}"
+        return f"{base}_train", f"{stem}_x{d['eval_examples']}_s{d['seed']}_val"
     stem = d["problem_class"] + (f"_n{d['n_max']}" if d["n_max"] else "")
     base = d["name"] or f"{stem}_p{d['num_problems']}_s{d['seed']}"
     return f"{base}_train", f"{stem}_p{d['eval_num_problems']}_s{d['seed']}_val"
@@ -72,6 +76,15 @@ def generate(config: Mapping[str, Any], workdir: str) -> list[str]:
     cls = problem_class(config)
     root = data_dir(config, workdir)
     train_name, eval_name = dataset_names(config)
+    if d.get("source") == "stream":  # a fixed snapshot of the run's own stream (and eval stream)
+        from train import stream_data
+
+        exclude = frozenset(p.canonical for plist in stream_data.exclusion_sets(config).values()
+                            for p in plist)
+        mk = lambda kind: stream_data.stream_config(config, cls.rules, exclude, kind)
+        return [datasets.build_stream_snapshot(root, name, mk(kind), 0, n)
+                for name, n, kind in ((train_name, d["num_problems"], "train"),
+                                      (eval_name, d["eval_examples"], "eval"))]
     return [datasets.build_supervised(root, name, cls, n, d["seed"], split=split)
             for name, n, split in ((train_name, d["num_problems"], "train"),
                                    (eval_name, d["eval_num_problems"], "val"))]

@@ -135,7 +135,7 @@ POOLS = ("summary", "mean", "attn")
 
 
 def apply_representation(c: ml_collections.ConfigDict, encoding: str, layout: str, pool: str,
-                         width: int, head_dim: int) -> None:
+                         width: int, head_dim: int, results: bool = False) -> None:
     """How states reach the network (docs/learning.md): number encoding, attention layout, value
     pooling, and a width split into heads of ``head_dim`` (4x MLP).
 
@@ -143,6 +143,9 @@ def apply_representation(c: ml_collections.ConfigDict, encoding: str, layout: st
     symmetrised pair head, so the network is exactly invariant to slot order (token encodings
     also keep attention within each number's field, or {12, 34} and {14, 32} would look alike);
     ``"causal"``: the LM layout (slot markers S0.., positions 0..L-1, causal mask).
+    ``results`` (packed / numeric; ignored for token encodings): the pair head also embeds each
+    move's exact result and its relation to the target, and the value is a soft-OR over the
+    moves ("children" pool, which replaces ``pool``).
     """
     for name, value, allowed in (("encoding", encoding, ENCODINGS), ("layout", layout, LAYOUTS),
                                  ("pool", pool, POOLS)):
@@ -161,6 +164,8 @@ def apply_representation(c: ml_collections.ConfigDict, encoding: str, layout: st
     c.model.pair_symmetric = set_layout
     c.model.field_attention = set_layout and encoding in ("whole", "digits")
     c.model.value_pool = pool
+    if results and encoding in ("packed", "numeric"):  # token encodings carry no raw values
+        c.model.pair_results, c.model.value_pool = True, "children"
 
 
 def apply_size(c: ml_collections.ConfigDict, size: str) -> None:

@@ -12,7 +12,9 @@ relabelling is off by default: with it on, the same three seeds reached only 0.0
 Arguments (``--config=train/configs/search.py:arg=value,...``): ``size=d<K>`` (model depth),
 ``width=W`` (d_model; 0 = the depth rule 64*K; 32-wide heads either way),
 ``encoding=`` / ``layout=`` / ``pool=`` (the state representation,
-``common.apply_representation``; default packed / set / attn, the pick of docs/learning.md),
+``common.apply_representation``; default packed / set / attn; ``results=false`` drops the
+result-aware pair head and soft-OR value that packed and numeric get by default:
+docs/learning.md),
 ``iterations=N``, ``curriculum=g24+n5+n6``
 (classes opened in order; states get as many slots as the largest class), ``relabel=true``
 (hindsight relabelling on, for ablations), ``init=supervised:<workdir>`` or ``init=hf:<dir>``
@@ -39,7 +41,8 @@ import ml_collections
 from train.configs import common
 
 DEFAULTS = {"size": "d2", "width": 64, "iterations": 24, "curriculum": "g24", "relabel": False,
-            "init": "", "runlocal": False, "encoding": "packed", "layout": "set", "pool": "attn"}
+            "init": "", "runlocal": False, "encoding": "packed", "layout": "set", "pool": "attn",
+            "results": True}
 
 
 def add_sections(c: ml_collections.ConfigDict) -> None:
@@ -68,7 +71,8 @@ def apply_args(c: ml_collections.ConfigDict, args: dict) -> None:
     common.apply_size(c, args["size"])
     # 32-wide heads at every width (one 128-wide head collapsed the value), 4x MLP.
     width = args["width"] or 64 * c.model.depth
-    common.apply_representation(c, args["encoding"], args["layout"], args["pool"], width, 32)
+    common.apply_representation(c, args["encoding"], args["layout"], args["pool"], width, 32,
+                                args["results"])
     if args["encoding"] == "whole":
         c.tokenizer.whole_max = 200  # every Game-of-24 intermediate but a few products fits
     c.sl.iterations = args["iterations"]

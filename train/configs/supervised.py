@@ -20,9 +20,9 @@ Arguments (``:key=value,...``):
 - ``layout``: ``set`` (bidirectional attention, one shared slot marker, per-field positions: the
   network is exactly invariant to slot order) or ``causal`` (the LM layout, slot markers S0..);
 - ``pool``: value read from ``summary`` | ``mean`` | ``attn`` (pooling over the live slots);
-- ``results``: the pair head also embeds the exact result of every move and its relation to the
-  target, and the value is a soft-OR over the moves' child logits (``pool`` is then ignored;
-  ``encoding`` must be ``packed`` or ``numeric``);
+- ``results`` (default true; ignored by token encodings): the pair head also embeds the exact
+  result of every move and its relation to the target, and the value is a soft-OR over the
+  moves' child logits (``pool`` is then ignored);
 - ``qknorm``; ``lr``, ``batch``, ``steps``, ``warmup``; ``mixture`` (``+`` separates items, e.g.
   ``n2:1+n3:1+g4_t100:2``); ``n_max`` (slots, default 6); ``runlocal`` (a seconds-long smoke test).
 """
@@ -31,10 +31,10 @@ import ml_collections
 
 from train.configs import common
 
-DEFAULTS = {"size": "d3", "width": 128, "head_dim": 32, "encoding": "numeric", "layout": "set",
+DEFAULTS = {"size": "d3", "width": 128, "head_dim": 32, "encoding": "packed", "layout": "set",
             "pool": "attn", "qknorm": False, "lr": 1e-3, "batch": 128, "steps": 6000,
             "warmup": 200, "mixture": "n2:1+n3:1+g4_t100:3+n4:1+n5:3", "n_max": 6,
-            "results": False, "runlocal": False}
+            "results": True, "runlocal": False}
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
@@ -46,10 +46,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.data.eval_examples, c.data.probe_examples, c.data.eval_batches = 2048, 2048, 0
     common.apply_size(c, a["size"])
     common.apply_representation(c, a["encoding"], a["layout"], a["pool"], a["width"],
-                                a["head_dim"])
+                                a["head_dim"], a["results"])
     c.model.qk_norm = a["qknorm"]
-    if a["results"]:  # the pair head sees each move's exact result; value = soft-OR over moves
-        c.model.pair_results, c.model.value_pool = True, "children"
     c.train.steps, c.train.batch_size, c.train.learning_rate = a["steps"], a["batch"], a["lr"]
     c.train.warmup_steps, c.train.min_lr_ratio = a["warmup"], 0.05
     c.train.log_every, c.train.eval_every = 50, 500

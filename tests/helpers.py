@@ -1,0 +1,41 @@
+"""Helpers shared by several test modules (imported as a plain module, like fraction_ref)."""
+
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from search import game
+
+
+def random_states(rng: np.random.Generator, b: int, n: int, max_abs: int,
+                  first_live: bool = False) -> game.State:
+    """Random reduced rationals (negatives and fractions included), random dead slots
+    (``first_live``: slot 0 is always live, so no state is empty)."""
+    num = rng.integers(-max_abs, max_abs + 1, size=(b, n))
+    den = rng.integers(1, max_abs + 1, size=(b, n))
+    den = np.where(rng.random((b, n)) < 0.5, 1, den)  # half integers
+    g = np.gcd(num, den)
+    num, den = num // g, den // g
+    live = rng.random((b, n)) < 0.75
+    if first_live:
+        live[:, 0] = True
+    num, den = np.where(live, num, 0), np.where(live, den, 1)
+    tn = rng.integers(-max_abs, max_abs + 1, size=b)
+    td = np.where(rng.random(b) < 0.3, rng.integers(1, 50, size=b), 1)
+    g = np.gcd(tn, td)
+    i32 = lambda x: jnp.asarray(x, jnp.int32)
+    return game.State(num=i32(num), den=i32(den), live=jnp.asarray(live),
+                      target_num=i32(tn // g), target_den=i32(td // g),
+                      moves=i32(np.zeros(b)), failed=jnp.zeros(b, bool))
+
+
+def final_params(work: str, step: int) -> list:
+    """Parameter leaves of checkpoint ``step`` of the run in ``work`` (numpy)."""
+    from train import checkpoint
+
+    ck = checkpoint.Checkpointer(os.path.join(work, "checkpoints"), every=1, keep=10)
+    state = ck.load_numpy(step)
+    ck.close()
+    return jax.tree.leaves(state["params"])
