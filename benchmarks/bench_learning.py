@@ -10,7 +10,8 @@ with ``--config.train.time_limit_s``; the runs go one after another on the same 
 gets the same cores. From every run's ``metrics.jsonl`` it prints, per variant and n, value
 accuracy / AUC / spread and policy top-1 on held-out walk states (``probe/walk``) and on held-out
 start states (``probe/start``), with the training FLOPs reached, and draws value accuracy and
-policy top-1 against training FLOPs (``--plot``, default ``docs/img/learning_curves.png``).
+policy top-1 at n = 3, 4, 5 against training FLOPs (``--plot``, default
+``docs/img/learning_curves.png``).
 A variant whose value collapsed (spread ~0 at every n) is flagged.
 """
 
@@ -36,6 +37,10 @@ VARIANTS = {
     "whole_causal": "encoding=whole,layout=causal,pool=summary",
     "digits_causal": "encoding=digits,layout=causal,pool=summary",
     "whole_causal_1head": "encoding=whole,layout=causal,pool=summary,head_dim=128",
+    # levers on the pick: learning rate, a mixture weighted towards n = 4, width
+    "packed_set_results_lr3e-3": "encoding=packed,layout=set,lr=3e-3",
+    "packed_set_results_mix_n4": "encoding=packed,layout=set,mixture=n3:1+g4_t100:4+n4:2+n5:2",
+    "packed_set_results_w192": "encoding=packed,layout=set,width=192",
 }
 NS = (2, 3, 4, 5)
 METRICS = ("value_acc", "value_auc", "value_spread", "policy_top1")
@@ -99,28 +104,33 @@ def table(results: dict) -> str:
 
 
 def plot(all_curves: dict, path: str) -> None:
+    """Value accuracy (top row) and policy top-1 (bottom row) at n = 3, 4, 5 on held-out walk
+    states against training FLOPs, one line per variant."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import NullFormatter
 
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
-    panels = (("probe/walk/n4/value_acc", "value accuracy, held-out walk states, n=4"),
-              ("probe/walk/n5/value_acc", "value accuracy, held-out walk states, n=5"),
-              ("probe/walk/n4/policy_top1", "policy top-1 keeps solvable, n=4"))
-    for ax, (key, title) in zip(axes, panels, strict=True):
-        for name, rows in all_curves.items():
-            pts = [(r["flops"], r[key]) for r in rows if key in r and r["flops"] > 0]
-            if pts:
-                ax.plot(*zip(*pts, strict=True), marker="o", ms=3, label=name)
-        ax.set_xscale("log")
-        ax.set_xlabel("training FLOPs")
-        ax.set_title(title, fontsize=10)
-        ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=8)
+    fig, axes = plt.subplots(2, 3, figsize=(15, 7.5), sharex=True)
+    for row, (metric, label) in enumerate((("value_acc", "value accuracy"),
+                                           ("policy_top1", "policy top-1 keeps solvable"))):
+        for col, n in enumerate((3, 4, 5)):
+            ax, key = axes[row, col], f"probe/walk/n{n}/{metric}"
+            for name, rows in all_curves.items():
+                pts = [(r["flops"], r[key]) for r in rows if key in r and r["flops"] > 0]
+                if pts:
+                    ax.plot(*zip(*pts, strict=True), marker="o", ms=3, label=name)
+            ax.set_xscale("log")
+            ax.xaxis.set_minor_formatter(NullFormatter())
+            ax.set_title(f"{label}, held-out walk states, n={n}", fontsize=10)
+            ax.grid(alpha=0.3)
+            if row == 1:
+                ax.set_xlabel("training FLOPs")
+    axes[0, 0].legend(fontsize=8)
     fig.tight_layout()
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=100)
     plt.close(fig)
 
 

@@ -2,13 +2,12 @@ r"""Search-and-learn on the Game of 24 from scratch (AlphaZero-style), minutes o
 
     python -m train.main --config=train/configs/search.py --workdir=runs/sl
 
-A 2-layer, 64-wide policy/value transformer (0.12M non-embedding parameters, whole-number tokens,
-27 tokens per state) learns from scratch in 24 iterations of 128 self-play problems x 32 Gumbel
-simulations per move + 48 updates of 128 states. Measured over seeds 0, 1, 2 (100 held-out ``g24``
-test problems, deterministic Gumbel search, played trajectory; printed at the end and in
-``run.json``): 0.13 / 0.25 / 0.24 at 8 simulations and 0.39 / 0.52 / 0.51 at 32, against 0.08
-and 0.19 for the uniform-prior MCTS baseline (docs/search_and_learn.md has the runs). Hindsight
-relabelling is off by default: with it on, the same three seeds reached only 0.08-0.10 / 0.20-0.29.
+A 2-layer, 64-wide policy/value transformer (packed numbers, set layout, result-aware pair head;
+0.15M parameters, 7 positions per 4-slot state) learns from scratch in 24 iterations of 128
+self-play problems x 32 Gumbel simulations per move + 48 updates of 128 states. What it reaches
+(100 held-out ``g24`` test problems, played trajectory, against uniform-prior MCTS) is measured
+in docs/search_and_learn.md; hindsight relabelling is off by default (it lowered the solve rate
+on every seed tried).
 Arguments (``--config=train/configs/search.py:arg=value,...``): ``size=d<K>`` (model depth),
 ``width=W`` (d_model; 0 = the depth rule 64*K; 32-wide heads either way),
 ``encoding=`` / ``layout=`` / ``pool=`` (the state representation,
