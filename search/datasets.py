@@ -294,7 +294,8 @@ def build_stream_snapshot(data_dir, name: str, cfg, start: int, count: int) -> p
     if count < 1 or start < 0:
         raise ValueError(f"count={count}, start={start} out of range; allowed count >= 1, "
                          "start >= 0.")
-    params = {"kind": "stream", "stream": stream.as_mapping(cfg), "start": start, "count": count,
+    params = {"kind": "stream", "stream": stream.as_mapping(cfg), "n_max": cfg.n_max,
+              "start": start, "count": count,
               "excluded": sorted([list(k[0]), k[1]] for k in cfg.exclude), "version": VERSION}
 
     def make():

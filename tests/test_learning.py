@@ -63,7 +63,8 @@ def test_collapse_flag_catches_a_constant_value():
 
 def _launch(work: str, log: str, env: dict) -> subprocess.Popen:
     cmd = [sys.executable, "-m", "train.main",
-           "--config=train/configs/supervised.py:" + ",".join(TINY + ["steps=60", "batch=16"]),
+           "--config=train/configs/supervised.py:" + ",".join(
+               TINY + ["steps=60", "batch=16", "mixture=n2:1+n3:1+g4_t100:1"]),
            f"--workdir={work}", "--config.search_eval.csv=", "--config.search_eval.splits=",
            "--config.data.eval_examples=32", "--config.data.probe_examples=32",
            "--config.checkpoint.every=10", "--config.checkpoint.keep=10",

@@ -42,7 +42,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c = common.base_config()
     c.name, c.mode = "supervised", "supervised"
     c.data.source, c.data.mixture = "stream", a["mixture"].replace("+", ",")
-    c.data.problem_class, c.data.n_max = "n5", a["n_max"]  # rules: fractions, use_all
+    # problem_class only supplies the rules (fractions, use_all); "n2" allows any n_max >= 2, and
+    # the stream checks n_max against the mixture itself.
+    c.data.problem_class, c.data.n_max = "n2", a["n_max"]
     c.data.eval_examples, c.data.probe_examples, c.data.eval_batches = 2048, 2048, 0
     common.apply_size(c, a["size"])
     common.apply_representation(c, a["encoding"], a["layout"], a["pool"], a["width"],
