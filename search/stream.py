@@ -313,12 +313,6 @@ def as_mapping(cfg: StreamConfig) -> dict:
             "max_abs": cfg.max_abs, "start_only": cfg.start_only}
 
 
-def from_mapping(d: Mapping, exclude: frozenset = frozenset()) -> StreamConfig:
-    return StreamConfig(mixture=parse_mixture(d["mixture"]), n_max=int(d["n_max"]),
-                        seed=int(d["seed"]), split=d.get("split", "train"),
-                        solvable_share=float(d.get("solvable_share", 0.5)), exclude=exclude)
-
-
 # ----------------------------------------------------------------------------- exclusion records
 
 EXCLUSION_JSON = "exclusion.json"

@@ -110,10 +110,6 @@ class StreamLoader:
         self.sharding = mesh_lib.batch_sharding(mesh)
         self._iter, self._next = None, None
 
-    def rows(self, position: int) -> dict[str, np.ndarray]:
-        """This process's rows of batch ``position`` (untokenized)."""
-        return _draw_rows(self.cfg, self.global_batch, self.lo, self.hi, position)
-
     def _pipeline(self, position: int):
         draw = functools.partial(_draw_rows, self.cfg, self.global_batch, self.lo, self.hi)
         ds = grain.MapDataset.range(position, 2**62).map(draw)
