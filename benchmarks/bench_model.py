@@ -165,6 +165,7 @@ def main(argv=None) -> dict:
         choices=["xla", "cudnn"],
         help="JAX attention implementation (cudnn: GPU with bf16)",
     )
+    ap.add_argument("--no_torch", action="store_true", help="JAX rows only (MFU on a device)")
     ap.add_argument("--out", default="bench_out/bench_model.json")
     args = ap.parse_args(argv)
     sizes = ["d2"] if args.quick else args.sizes.split(",")
@@ -173,6 +174,8 @@ def main(argv=None) -> dict:
     if bad:
         raise SystemExit(f"--sizes has unknown {bad}; allowed {sorted(SIZES)}.")
     try:
+        if args.no_torch:
+            raise ImportError("--no_torch")
         import torch  # noqa: F401
 
         have_torch = True

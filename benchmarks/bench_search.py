@@ -23,6 +23,7 @@ the search interleaved so that machine load hits both alike. JSON goes to ``--ou
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import functools
 
 import jax
@@ -42,10 +43,17 @@ def _problems(count: int) -> list[problems.Problem]:
     return [problems.Problem(tuple(rng.integers(1, 14, 4).tolist()), 24) for _ in range(count)]
 
 
-def run(batch: int, sims: int, depth: int, repeats: int, python_problems: int) -> dict:
-    rules, tok = game.Rules(n_max=4), TokenizerConfig(n_max=4)
-    cfg = ModelConfig.from_depth(depth, n_max=4)
-    graphdef, params = nnx.split(PolicyValueNet(cfg, tok, rngs=nnx.Rngs(0)))
+def run(batch: int, sims: int, depth: int, repeats: int, python_problems: int,
+        model: PolicyValueNet | None = None) -> dict:
+    """The rows of the module docstring. ``model``: time this network (its tokenizer re-sized to
+    4 slots) instead of an untrained depth-``depth`` one; ``python_problems=0`` skips the
+    Python tree."""
+    rules = game.Rules(n_max=4)
+    if model is None:
+        tok, cfg = TokenizerConfig(n_max=4), ModelConfig.from_depth(depth, n_max=4)
+        model = PolicyValueNet(cfg, tok, rngs=nnx.Rngs(0))
+    cfg, tok = model.cfg, dataclasses.replace(model.tok_cfg, n_max=4)
+    graphdef, params = nnx.split(model)
     evaluate = make_evaluate(graphdef, tok, rules)
     probs = _problems(batch)
     state = problems.problems_to_state(probs, rules)
@@ -71,7 +79,8 @@ def run(batch: int, sims: int, depth: int, repeats: int, python_problems: int) -
     t_fwd1 = common.best_wall(lambda: jax.block_until_ready(fwd(params, one)), 20, warmup_calls=1)
     python = {}
     for name, ev, p in (("network", evaluate, params),
-                        ("uniform, no net", baselines.uniform_evaluate(rules), None)):
+                        ("uniform, no net", baselines.uniform_evaluate(rules), None)
+                        )[:2 if python_problems > 0 else 0]:
         py = PythonMCTS(ev, p, rules)
         py.run(probs[0].numbers, 24, 2)  # compile the batch-1 evaluate
         py.calls = 0
@@ -87,9 +96,10 @@ def run(batch: int, sims: int, depth: int, repeats: int, python_problems: int) -
     # machine: every simulation needs one forward, and no forward can beat the GEMM peak.
     fwd_flops = flops.forward_flops_per_state(cfg, seq_len(tok), 4)
     peak = common.jax_gemm_flop_s()
-    ceiling = (peak / fwd_flops) / python["network"]["sims_per_s"]
+    ceiling = (peak / fwd_flops) / python["network"]["sims_per_s"] if python else None
     return dict(
-        batch=batch, simulations=sims, depth=depth, params=flops.param_counts(cfg)["total"],
+        batch=batch, simulations=sims, depth=cfg.depth, params=flops.param_counts(cfg)["total"],
+        simulations_per_s=batch * sims / t_search,
         forward_flops_per_state=fwd_flops,
         times_s={k: v[0] for k, v in best.items()}, cpu_times_s={k: v[1] for k, v in best.items()},
         compile_s=compile_s, forward_batch1_s=t_fwd1,

@@ -5,8 +5,10 @@ r"""Solve rate vs search compute: a sweep of methods x budgets on evaluation spl
     python -m search.eval --workdir=runs/d1 --model=hf:runs/d1/export --csv=24.csv \
         --splits=tot100,tsllm362 --methods=mcts,beam,dfs,sample
 
-Splits: ``tot100 | tsllm362 | all1362 | tsllm_train1000 | xot137 | xot1225`` (from ``--csv``) or a
-generated class ``name[:split[:count]]`` (``search.problems``; default split test, 100 problems).
+Splits: ``tot100 | tsllm362 | all1362 | tsllm_train1000 | xot137 | xot1225`` (from ``--csv``), a
+generated class ``name[:split[:count]]`` (``search.problems``; default split test, 100 problems),
+or ``file:<path>`` = ``--problems=<path>``: your own CSV/TSV with ``numbers`` (space-separated)
+and ``target`` columns (``problems.load_problems_file``), played under the Game-of-24 rules.
 Methods and what ``budget`` B means (every entry records the evaluations actually used):
   mcts / mcts_muzero / uniform_mcts: B simulations per move (Gumbel with gumbel_scale 0 /
     PUCT with greedy acting, no noise / Gumbel with uniform prior and zero value); each also
@@ -130,7 +132,12 @@ def load_network(spec: str, seed: int = 0) -> Network:
 
 def load_split(spec: str, csv_path: str | None = None, n_max: int | None = None):
     """(name, problems, rules) for a split spec (module docstring)."""
-    if spec in CSV_SPLITS:
+    if spec.startswith("file:"):  # --problems=FILE: Game-of-24 rules, as many slots as needed
+        path = spec[len("file:"):]
+        probs, spec = problems.load_problems_file(path), f"file:{os.path.basename(path)}"
+        rules = dataclasses.replace(problems.get_class("g24").rules,
+                                    n_max=max(len(p.numbers) for p in probs))
+    elif spec in CSV_SPLITS:
         if not csv_path:
             raise ValueError(f"split {spec!r} needs the ToT 24.csv (or XoT csv): pass "
                              "--csv=/path/to/24.csv (download it from the Tree-of-Thoughts repo, "
@@ -449,6 +456,8 @@ def main(argv: Sequence[str]) -> None:
                         dfs_threshold=f.dfs_threshold, sample_temperature=f.sample_temperature)
     mesh = jax.make_mesh((jax.device_count(),), ("data",)) if jax.device_count() > 1 else None
     splits, methods = [s for s in f.splits.split(",") if s], [m for m in f.methods.split(",") if m]
+    if f.problems:  # a user's puzzle file replaces the default split (adds to explicit ones)
+        splits = (splits if f["splits"].present else []) + [f"file:{f.problems}"]
     out = evaluate_run(f.workdir, load_network(f.model, f.seed), splits, methods,
                        _ints(f.budgets, "budgets"), f.csv, f.n_max, opts, mesh)
     print(markdown(out["entries"]))
@@ -472,6 +481,8 @@ def _define_flags() -> None:
     flags.DEFINE_string("methods", ",".join(METHODS), f"Comma list of {METHODS}.")
     flags.DEFINE_string("budgets", ",".join(map(str, DEFAULT_BUDGETS)), "Comma list of budgets.")
     flags.DEFINE_string("csv", None, "Path to the ToT 24.csv (for tot100/tsllm362/all1362/xot*).")
+    flags.DEFINE_string("problems", None, "CSV/TSV with 'numbers' (space-separated) and 'target' "
+                        "columns: score a model on your own puzzles (split 'file:<path>').")
     flags.DEFINE_integer("n_max", None, "Override the slot count of the rules (default: class).")
     flags.DEFINE_integer("batch_size", 128, "Problems per jitted search call.")
     flags.DEFINE_integer("seed", 0, "RNG seed (sampling, untrained init).")

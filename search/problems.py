@@ -320,6 +320,37 @@ def load_24csv(path: str | pathlib.Path, split: str = "all1362") -> list[Problem
     return [by_rank[k] for k in range(lo, hi + 1)]
 
 
+def load_problems_file(path: str | pathlib.Path) -> list[Problem]:
+    """A researcher's own puzzle list: a CSV or TSV (the delimiter is sniffed from the header)
+    whose header has a ``numbers`` column (space-separated integers, 2..16 of them) and a
+    ``target`` column (an integer); other columns are ignored. Errors name the file and line."""
+    path = pathlib.Path(path)
+    if not path.is_file():
+        raise ValueError(f"--problems={str(path)!r} does not exist.")
+    with path.open(newline="", encoding="utf-8") as f:
+        text = f.read()
+    header = text.split("\n", 1)[0]
+    delimiter = "\t" if "\t" in header else ","
+    rows = list(csv.DictReader(text.splitlines(), delimiter=delimiter))
+    cols = [c.strip() for c in (csv.DictReader(text.splitlines(), delimiter=delimiter)
+                                .fieldnames or [])]
+    if "numbers" not in cols or "target" not in cols:
+        raise ValueError(f"{path}: header has columns {cols}; needs 'numbers' and 'target'.")
+    out = []
+    for i, r in enumerate(rows):
+        r = {k.strip(): (v or "").strip() for k, v in r.items() if k is not None}
+        where, parts = f"{path}:{i + 2}", r["numbers"].split()
+        if not 2 <= len(parts) <= 16 or not all(p.lstrip("-").isdigit() for p in parts):
+            raise ValueError(f"{where}: numbers={r['numbers']!r} is not 2..16 space-separated "
+                             "integers.")
+        if not r["target"].lstrip("-").isdigit():
+            raise ValueError(f"{where}: target={r['target']!r} is not an integer.")
+        out.append(Problem(tuple(int(p) for p in parts), int(r["target"])))
+    if not out:
+        raise ValueError(f"{path}: no puzzles below the header.")
+    return out
+
+
 def problems_to_state(problems: Sequence[Problem], rules: game.Rules) -> game.State:
     """A batch of initial game states (validated by game.new_state)."""
     return game.new_state([p.numbers for p in problems], [p.target for p in problems], rules)

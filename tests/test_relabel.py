@@ -104,3 +104,25 @@ def test_any_subset_rules_truncate_at_the_new_target():
     assert traj.solved.tolist() == [True]
     assert traj.active.tolist() == [[True, False, False]]
     assert relabel.verify(traj, rules) == [True]
+
+
+def test_exact_rows_label_every_visited_state_exactly(episode):
+    """Value = the solver's verdict on each visited state (not the episode's outcome); policy
+    "exact" = uniform over the solver's good moves; other policies as episode_rows."""
+    from search import solver
+
+    _, ep = episode
+    tokens = np.zeros(ep.actions.shape + (5,), np.int32)
+    rows = relabel.exact_rows(ep, tokens, RULES, "exact")
+    outcome = relabel.episode_rows(ep, tokens)
+    flat = jax.tree.map(lambda x: np.asarray(x)[np.asarray(ep.active)], ep.states)
+    value, good = solver.labels_for_states(flat, RULES)
+    np.testing.assert_array_equal(rows["value"], value.astype(np.float32))
+    assert (rows["value"] > outcome["value"]).any()  # solvable states of failed episodes
+    assert not (rows["value"] < outcome["value"]).any()  # outcome 1 is a proof of solvability
+    g = good.astype(np.float32)
+    want = g / np.maximum(g.sum(-1, keepdims=True), 1)
+    np.testing.assert_allclose(rows["policy"], want, atol=1e-6)
+    searched = relabel.exact_rows(ep, tokens, RULES, "search")
+    np.testing.assert_array_equal(searched["policy"], outcome["policy"])
+    np.testing.assert_array_equal(searched["value"], rows["value"])

@@ -10,6 +10,7 @@ import pytest
 from flax import nnx
 
 from search import eval as search_eval
+from search import game
 from train import compare, grpo, modes, run_model, run_record, ttt
 from train import search_and_learn as sl
 from train.configs import search
@@ -21,7 +22,9 @@ TINY = {"train.batch_size": 16,
         "sl.iterations": 3, "sl.train_steps": 3, "sl.selfplay_batch": 16,
         "sl.selfplay_simulations": 4, "sl.eval_every": 2, "eval.sets": "g24:test:16",
         "eval.simulations": "4", "checkpoint.every": 1,
-        "checkpoint.keep": 3, "relabel.enabled": True}  # hindsight is off by default; cover it
+        "checkpoint.keep": 3, "relabel.enabled": True,  # hindsight is off by default; cover it
+        # the flagship's phase-2 settings: exact value labels, 1 of 3 steps on a stream batch
+        "sl.value_targets": "exact", "sl.stream_share": 0.34, "data.mixture": "n2:1,n3:1,g24:1"}
 
 
 def tiny_config(**overrides):
@@ -65,6 +68,9 @@ def test_outputs_run_record_and_phase_timing(runs):
                           and x["simulations"] == e["simulations"])
             assert e["solve_rate"] >= played["solve_rate"]
     assert rec["selfplay_search_flops"] > 0
+    # the eval set never enters training: recorded, and written for search.eval's warning
+    assert rec["exclusion"] == {"g24:test:16": 16}
+    assert len(json.load(open(os.path.join(work, "exclusion.json")))["g24:test:16"]) == 16
     # curve: untrained net (iteration 0), iteration 2 (eval_every) and the last one
     assert [h["iteration"] for h in rec["history"]] == [0, 2, 3]
     rows = read_jsonl(os.path.join(work, "metrics.jsonl"))
@@ -217,3 +223,44 @@ def test_resume_keeps_search_evals_appended_outside(runs, tmp_path):
     assert search_eval.append_to_run_record(work, [outside, stale])
     assert sl.train_and_evaluate(tiny_config(), work)["status"] == "completed"  # finished: 0 its
     assert run_record.read_run_record(work)["search_evals"] == [outside, *own]
+
+
+def test_curriculum_pools_skip_excluded_problems():
+    rules = game.Rules(n_max=4)
+    cfg = {"sl": {"curriculum": "g24", "train_problems": 50, "curriculum_threshold": 0.5},
+           "data": {"seed": 0}}
+    full = sl.Curriculum(cfg, rules).pool(0)
+    drop = frozenset(p.canonical for p in full[:10])
+    kept = sl.Curriculum(cfg, rules, drop).pool(0)
+    assert len(kept) == 40 and not {p.canonical for p in kept} & drop
+    with pytest.raises(ValueError, match="every training problem of 'g24'"):
+        sl.Curriculum(cfg, rules, frozenset(p.canonical for p in full)).pool(0)
+
+
+def test_stream_mixer_spacing_and_bad_share(tmp_path):
+    class Fake:
+        def __init__(self):
+            self.positions = []
+
+        def batch(self, position):
+            self.positions.append(position)
+            return {"position": position}
+
+    mixer = sl.StreamMixer.__new__(sl.StreamMixer)
+    mixer.per_it, mixer.k, mixer.loader = 3, 8, Fake()
+    used = [k for k in range(8) if mixer.batch(5, k) is not None]
+    assert len(used) == 3 and used == sorted(set(used))  # 3 of 8 steps, each once
+    assert mixer.loader.positions == [sl.StreamMixer.OFFSET + 15 + j for j in range(3)]
+    with pytest.raises(ValueError, match="config.sl.stream_share=1.5"):
+        sl.train_and_evaluate(tiny_config(**{"sl.stream_share": 1.5}), str(tmp_path / "w"))
+    assert not os.path.exists(tmp_path / "w")
+
+
+def test_time_limit_ends_the_run_evaluated_and_saved(tmp_path):
+    work = str(tmp_path / "w")
+    out = sl.train_and_evaluate(tiny_config(**{"sl.time_limit_s": 1e-3}), work)
+    assert out["status"] == "time_limit" and out["iteration"] == 1
+    rec = run_record.read_run_record(work)
+    assert rec["status"] == "time_limit" and rec["steps"] == 3
+    assert run_model.newest_step(work) == 1
+    assert [h["iteration"] for h in rec["history"]] == [0, 1]

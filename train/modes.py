@@ -29,6 +29,10 @@ def run(mode: str, config, workdir: str, runs: Sequence[str] = ()) -> object:
         from train import search_and_learn
 
         return search_and_learn.train_and_evaluate(config, workdir)
+    if mode == "flagship":
+        from train import flagship
+
+        return flagship.train_and_evaluate(config, workdir)
     if mode == "compare":
         from train import compare
 

@@ -36,12 +36,12 @@ from nnx_models import evaluate as evaluate_lib
 from nnx_models import tokenizer
 from scaling import flops
 from search import eval as search_eval
-from search import game, mcts, problems
+from search import game, mcts, problems, stream
 from train import checkpoint as ckpt_lib
 from train import data as data_lib
 from train import mesh as mesh_lib
 from train import metrics as metrics_lib
-from train import relabel, replay_buffer, run_record, steps, supervised
+from train import relabel, replay_buffer, run_record, steps, stream_data, supervised
 from train.run_model import load_params
 
 PHASES = ("search", "relabel", "train", "eval", "save")
@@ -199,8 +199,9 @@ def initial_state(s: dict) -> dict:
 class Curriculum:
     """Training-problem pools of the curriculum classes, generated lazily when a class opens."""
 
-    def __init__(self, cfg: dict, rules: game.Rules):
+    def __init__(self, cfg: dict, rules: game.Rules, exclude: frozenset = frozenset()):
         sl = cfg["sl"]
+        self.exclude = exclude  # canonical keys of evaluation problems: never trained on
         self.names = split_names(sl["curriculum"], "sl.curriculum")
         self.classes = [_class(n, rules, "sl.curriculum") for n in self.names]
         self.rules, self.count, self.seed = rules, sl["train_problems"], cfg["data"]["seed"]
@@ -211,7 +212,11 @@ class Curriculum:
 
     def pool(self, k: int) -> list[problems.Problem]:
         if k not in self._pools:
-            self._pools[k] = problems.generate(self.classes[k], self.count, self.seed, "train")
+            pool = problems.generate(self.classes[k], self.count, self.seed, "train")
+            self._pools[k] = [p for p in pool if p.canonical not in self.exclude]
+            if not self._pools[k]:
+                raise ValueError(f"config.sl.curriculum: every training problem of "
+                                 f"{self.names[k]!r} is an evaluation problem; use another class.")
         return self._pools[k]
 
     def batch(self, level: int, size: int, seed: int, it: int):
@@ -230,7 +235,14 @@ def self_play_rows(s: dict, ep: mcts.Episode, seed: int, it: int) -> tuple[dict,
     """Buffer rows of one self-play batch (module docstring) and counts for the log."""
     cfg, rules, tok_cfg = s["cfg"], s["rules"], s["tok_cfg"]
     ep = jax.device_get(ep)
-    parts = [relabel.episode_rows(ep, _tokens(ep.states, tok_cfg), cfg["sl"]["policy_targets"])]
+    sl = cfg["sl"]
+    if sl["value_targets"] not in ("outcome", "exact"):
+        raise ValueError(f"config.sl.value_targets={sl['value_targets']!r}; allowed 'outcome', "
+                         "'exact'.")
+    if sl["value_targets"] == "exact":
+        parts = [relabel.exact_rows(ep, _tokens(ep.states, tok_cfg), rules, sl["policy_targets"])]
+    else:
+        parts = [relabel.episode_rows(ep, _tokens(ep.states, tok_cfg), sl["policy_targets"])]
     sols = mcts.solutions(ep, rules)
     counts = {"played": sum(x.played for x in sols), "found": sum(x.found for x in sols)}
     if cfg["sl"]["tree_solutions"]:
@@ -259,6 +271,42 @@ def buffer_batch(buf: replay_buffer.ReplayBuffer, batch_size: int, mesh, seed: i
     rows = {k: v[idx] for k, v in buf.data.items()}
     rows["weight"] = np.ones((len(idx),), np.float32)
     return data_lib.to_global(rows, batch_size, mesh_lib.batch_sharding(mesh))
+
+
+class StreamMixer:
+    """``sl.stream_share`` of the train steps take a batch of the labelled stream
+    (``train.stream_data``, the run's ``data.mixture`` and exclusion) instead of the replay
+    buffer, evenly spaced: fresh exact labels on every n keep a warm-started network from
+    forgetting what the buffer's few thousand on-policy states do not cover. Stream position
+    ``OFFSET + it * m + j`` (m stream steps per iteration) is a function of the iteration, so a
+    resumed run draws the same batches; the offset keeps clear of a warm start's positions."""
+
+    OFFSET = 1 << 40
+
+    def __init__(self, s: dict, exclude: frozenset):
+        cfg, sl = s["cfg"], s["cfg"]["sl"]
+        share, k = sl.get("stream_share", 0.0), sl["train_steps"]
+        if not 0 <= share <= 1:
+            raise ValueError(f"config.sl.stream_share={share} is out of range; allowed [0, 1].")
+        self.per_it, self.k, self.loader = round(share * k), k, None
+        if self.per_it:
+            if not cfg["data"]["mixture"]:
+                raise ValueError(f"config.sl.stream_share={share} needs config.data.mixture "
+                                 "(the stream's problem classes).")
+            self.loader = stream_data.StreamLoader(
+                stream_data.stream_config(cfg, s["rules"], exclude), cfg["train"]["batch_size"],
+                s["mesh"], s["tok_cfg"], workers=cfg["data"]["workers"])
+
+    def batch(self, it: int, k: int):
+        """The stream batch of step ``k`` of iteration ``it``, or None (take the buffer's)."""
+        j0, j1 = k * self.per_it // self.k, (k + 1) * self.per_it // self.k
+        if self.loader is None or j0 == j1:
+            return None
+        return self.loader.batch(self.OFFSET + it * self.per_it + j0)
+
+    def close(self) -> None:
+        if self.loader is not None:
+            self.loader.close()
 
 
 _TRAIN_STEPS: dict[str, Any] = {}
@@ -294,10 +342,15 @@ def _run(config, workdir: str, guard, max_iterations: int | None) -> dict[str, A
     for key in ("iterations", "train_steps", "selfplay_batch", "eval_every", "train_problems"):
         if sl[key] < 1:
             raise ValueError(f"config.sl.{key}={sl[key]} is out of range; allowed >= 1.")
-    curriculum, sets, sims = Curriculum(cfg, rules), eval_sets(cfg, rules), sims_list(cfg)
+    excluded = stream_data.exclusion_sets(cfg)  # the eval sets and, with a csv, all ToT puzzles
+    keys = stream.exclusion_keys(excluded.values())
+    curriculum, mixer = Curriculum(cfg, rules, keys), StreamMixer(s, keys)  # before any write
+    sets, sims = eval_sets(cfg, rules), sims_list(cfg)
     ckpt_lib.ensure_writable(workdir)
     supervised.check_resume_config(workdir, cfg)
     supervised.write_config(workdir, cfg)
+    if jax.process_index() == 0:
+        s["exclusion"] = stream.write_exclusion(workdir, excluded)
     buf = make_buffer(s)
     ckpt = ckpt_lib.Checkpointer(os.path.join(workdir, "checkpoints"), every=1,
                                  keep=cfg["checkpoint"]["keep"],
@@ -349,7 +402,8 @@ def _run(config, workdir: str, guard, max_iterations: int | None) -> dict[str, A
             with timer("train"):
                 acc = None
                 for k in range(sl["train_steps"]):
-                    state, m = train_step(state, buffer_batch(buf, bs, mesh, seed, 3, it, k))
+                    batch = mixer.batch(it, k) or buffer_batch(buf, bs, mesh, seed, 3, it, k)
+                    state, m = train_step(state, batch)
                     acc = m if acc is None else jax.tree.map(lambda a, b: a + b, acc, m)
                 host = {f"train/{k}": float(v) / sl["train_steps"]
                         for k, v in jax.device_get(acc).items()}
@@ -367,7 +421,10 @@ def _run(config, workdir: str, guard, max_iterations: int | None) -> dict[str, A
                 meta["level"] += 1
                 print(f"[search_and_learn] curriculum: {curriculum.names[meta['level'] - 1]} "
                       f"opens at iteration {it + 1}", flush=True)
-            last = it + 1 == sl["iterations"]
+            # The time limit ends the run like its last iteration: evaluated, saved, recorded.
+            out_of_time = 0 < sl.get("time_limit_s", 0.0) <= meta["wall_time_s"] + \
+                time.time() - t_start
+            last = it + 1 == sl["iterations"] or out_of_time
             pause = max_iterations is not None and it + 1 - it0 >= max_iterations and not last
             preempt = guard.requested or ckpt.reached_preemption(it + 1) or pause
             if (it + 1) % sl["eval_every"] == 0 or last:
@@ -395,7 +452,13 @@ def _run(config, workdir: str, guard, max_iterations: int | None) -> dict[str, A
             if preempt:
                 status = "paused" if pause else "preempted"
                 break
+            if out_of_time:
+                status = "time_limit"
+                print(f"[search_and_learn] time limit {sl['time_limit_s']:.0f} s reached at "
+                      f"iteration {it + 1}", flush=True)
+                break
     finally:
+        mixer.close()
         ckpt.close()
         writer.close()
     meta["wall_time_s"] += time.time() - t_start
@@ -424,7 +487,7 @@ def record(s: dict, workdir: str, meta: dict, entries: list[dict], status: str,
         search_evals=entries + meta["baseline"], merge_search_evals=resumed,
         extra={"mode": mode, "status": status, "seq_len": seq_len,
                "selfplay_search_flops": meta["selfplay_evals"] * s["flops_per_eval"],
-               "history": meta["history"]})
+               "history": meta["history"], "exclusion": s.get("exclusion", {})})
 
 
 def _print_summary(entries: list[dict], baseline: list[dict]) -> None:

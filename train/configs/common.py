@@ -37,7 +37,8 @@ from typing import Any
 
 import ml_collections
 
-MODES = ("generate_data", "supervised", "eval", "search_and_learn", "ttt", "grpo", "compare")
+MODES = ("generate_data", "supervised", "eval", "search_and_learn", "flagship", "ttt", "grpo",
+         "compare")
 PRESETS = ("smollm2_135m", "smollm2_360m", "smollm2_1p7b")
 
 

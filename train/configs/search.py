@@ -24,9 +24,13 @@ modes read their sections of this config: ``--mode=ttt`` (section ``ttt``), ``--
 Sections beyond ``common.base_config`` (zeros mean "derive it"):
 - ``sl``: iterations, self-play batch/simulations/considered actions/gumbel scale, train steps
   per iteration (``train.steps`` is replaced by iterations x train_steps), replay buffer capacity,
+  ``time_limit_s`` (0 = none; the run ends, evaluated and saved, after the iteration passing it),
+  ``stream_share`` (share of train steps on a batch of the labelled stream, ``data.mixture``),
   curriculum classes + threshold, training-pool size per class, in-tree solutions as targets,
   ``policy_targets`` ("solutions": one-hot moves of solved episodes, expert-iteration style;
-  "search": the search's improved policy on every state, AlphaZero style).
+  "search": the search's improved policy on every state, AlphaZero style; "exact": uniform over
+  the moves the exact labeller keeps solvable), ``value_targets`` ("outcome": the episode's
+  result; "exact": the exact label of every visited state, ``train.relabel.exact_rows``).
 - ``relabel``: hindsight ``enabled``, ``ratio`` (share of eligible unsolved episodes relabelled),
   ``max_value`` (largest |target| relabelled; 0 = what the tokenizer encodes exactly).
 - ``eval``: ``sets`` (``search.eval`` split specs: "g24:test:100,n5:test:50", or "tot100" with
@@ -50,7 +54,8 @@ def add_sections(c: ml_collections.ConfigDict) -> None:
         iterations=24, selfplay_batch=128, selfplay_simulations=32, max_considered=16,
         gumbel_scale=1.0, train_steps=48, buffer_capacity=20000, curriculum="g24",
         curriculum_threshold=0.6, train_problems=1000, tree_solutions=True, eval_every=4,
-        policy_targets="solutions"))
+        policy_targets="solutions", value_targets="outcome", time_limit_s=0.0,
+        stream_share=0.0))
     # Off by default: on the 2-core default run it lowered the 32-simulation solve rate on all
     # three seeds tried (0.20-0.29 with vs 0.39-0.52 without; docs/search_and_learn.md).
     c.relabel = ml_collections.ConfigDict(dict(enabled=False, ratio=1.0, max_value=0))
