@@ -2,7 +2,7 @@
 ``search.mcts`` in ``bench_search``.
 
 One problem at a time, a tree of Python ``Node`` objects, PUCT selection, and ONE network call per
-simulation at batch size 1 (the same jitted ``evaluate`` the batched search uses, contract 6).
+simulation at batch size 1 (the same jitted ``mcts.Evaluate`` the batched search uses).
 The game is stepped on the host with exact Fractions. A simulation that ends on a terminal node
 still makes its network call (the batched search evaluates every expanded child too).
 """

@@ -1,4 +1,4 @@
-"""Read training-run records (``run.json``, cross-team contract 8) into arrays for the fits.
+"""Read training-run records (``run.json``, from ``train.run_record``) into arrays for fits.
 
 ``load_records("runs/sweep/*")`` accepts a glob of run directories (each holding ``run.json``) or of
 ``run.json`` files (``**`` recurses). Every record is validated: a missing key, a non-positive
@@ -54,12 +54,12 @@ def _positive(value, where: str, allow_zero: bool = False) -> float:
 
 
 def validate_record(rec: dict, source: str = "<record>") -> dict:
-    """Check one record against contract 8 and return it; raise ValueError naming the field."""
+    """Check one record against the run-record schema; raise ValueError naming the field."""
     if not isinstance(rec, dict):
         raise ValueError(f"{source}: a run record must be a JSON object, got {type(rec).__name__}.")
     missing = [k for k in REQUIRED_KEYS if k not in rec]
     if missing:
-        raise ValueError(f"{source}: missing key(s) {missing}; contract 8 requires "
+        raise ValueError(f"{source}: missing key(s) {missing}; the run record requires "
                          f"{REQUIRED_KEYS}.")
     for key in POSITIVE_KEYS:
         _positive(rec[key], f"{source}: {key}")

@@ -122,7 +122,7 @@ def suggest_hparams(n_opt: float, flops: float, depths: Iterable[int],
 def calibrate(run_json: str) -> dict:
     """(batch_size, seq_len) as an existing run of the same train config counted them.
 
-    ``tokens = steps * batch_size * seq_len`` in ``run.json`` (contract 8), so one finished run
+    ``tokens = steps * batch_size * seq_len`` in ``run.json`` (``train.run_record``), so one run
     (even a ``runlocal`` smoke test) gives the tokens per example the train code really uses.
     Also checks that `model_fns` reproduces the run's recorded N and FLOPs per token.
     """

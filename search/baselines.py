@@ -3,7 +3,7 @@
 * ``exhaustive``: budgeted DFS/BFS over the real game tree, no network (host-side Python with
   exact Fractions; one "evaluation" = one generated state).
 * ``value_beam`` (TS-LLM BFS-V) and ``value_dfs`` (TS-LLM DFS-V, pruning by value): batched and
-  jitted, driven by ``evaluate`` (contract 6).
+  jitted, driven by an ``evaluate`` of type ``mcts.Evaluate``.
 * ``sample``: policy-only rollouts, pass@k and majority vote over the final value.
 * ``uniform_evaluate`` gives MCTS a uniform prior and zero value (search without learning);
   ``oracle_evaluate`` is the solver as a perfect network (an upper bound; host callback, slow).

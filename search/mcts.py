@@ -1,7 +1,7 @@
 """Batched, jit-compiled MCTS over the exact game with mctx (Gumbel MuZero default, PUCT option).
 
 The search never sees a model: it takes ``evaluate(params, state) -> (logits_BxA, value_B)``
-(contract 6; logits of illegal actions may already be -1e9, value in [0, 1]). The mctx embedding is
+(``Evaluate`` below; illegal logits may already be -1e9, value in [0, 1]). The mctx embedding is
 the compact ``game.State`` itself; ``recurrent_fn`` steps the exact rules and re-evaluates.
 
 Value semantics: reward 1 on the move that reaches a solved state, discount 0 into any terminal
@@ -32,7 +32,7 @@ from jax.sharding import PartitionSpec as P
 from search import game
 
 Evaluate = Callable[[Any, game.State], tuple[jax.Array, jax.Array]]
-NEG = -1e9  # logit of an illegal action (contract 6)
+NEG = -1e9  # logit of an illegal action (the ``Evaluate`` convention)
 POLICIES = ("gumbel", "muzero")
 
 

@@ -121,7 +121,7 @@ def test_outputs_and_run_record(sweep):
     new = record["search_evals"][1:]
     assert len(new) == len(out["entries"])
     for key in ("split", "method", "simulations", "evals_per_problem", "search_flops_per_problem",
-                "solve_rate", "solve_rate_ci", "num_problems"):  # contract 8
+                "solve_rate", "solve_rate_ci", "num_problems"):  # the run-record entry keys
         assert all(key in e for e in new)
     md = open(os.path.join(out["out_dir"], "results.md")).read()
     assert "| exhaustive_dfs | 16 |" in md

@@ -3,7 +3,7 @@ r"""Compare finished runs (``--mode=compare``): a markdown + JSON table and solv
     python -m train.main --config=train/configs/search.py --mode=compare \
         --runs=runs/sl,runs/sl_hindsight,runs/grpo --workdir=runs/compare
 
-Reads each run's ``run.json`` (contract 8) and writes ``compare.md``, ``compare.json`` and
+Reads each run's ``run.json`` (``train.run_record``) and writes ``compare.md``, ``compare.json`` and
 ``curves.png`` to ``--workdir``: one row per (split, method, simulations[, epochs]) with each run's
 played-trajectory solve rate and 95% Wilson interval, then per run the compute used (non-embedding
 parameters, training FLOPs, self-play search FLOPs, eval search FLOPs per problem) and wall time.

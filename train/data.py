@@ -1,6 +1,6 @@
 """Supervised input pipeline: TFDS dataset -> tokens (once) -> seeded, per-host-sharded batches.
 
-The datasets are the ``search.datasets`` supervised builds (contract 4), one for training
+The datasets are the ``search.datasets`` builds (``Zero24Supervised.FEATURES``), one for training
 (``split="train"`` problems) and one for evaluation (``split="val"`` problems, disjoint by
 canonical multiset). They are small, so each is read whole into host memory and tokenized ONCE
 with the jitted ``nnx_models.tokenizer.encode``; batches are then numpy gathers.

@@ -1,4 +1,4 @@
-"""``run.json``: the record of one training run that ``scaling`` reads (cross-team contract 8).
+"""``run.json``: the record of one training run that ``scaling`` reads (``REQUIRED_KEYS``).
 
 Keys: ``name, config, params (non-embedding N), params_total, params_embedding, flops_per_token,
 train_flops (C = flops_per_token * tokens), tokens (D), steps, final_metrics, search_evals,

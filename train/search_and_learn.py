@@ -107,7 +107,7 @@ def cached_runner(evaluate, rules: game.Rules, search_cfg: mcts.SearchConfig, me
 
 class Evaluator:
     """Played-trajectory solve rates of one network on every eval set and budget, computed by
-    ``search.eval.run_sweep`` (its entry format, contract 8): method ``mcts`` (deterministic
+    ``search.eval.run_sweep`` (entries in its format): method ``mcts`` (deterministic
     Gumbel search with the network) or ``uniform_mcts`` (uniform prior, zero value, no FLOPs),
     each with ``<method>_tree`` (a verified solution anywhere in a search tree).
     ``search.eval`` caches its runners on ``make_evaluate``, so this object keeps one."""
@@ -473,7 +473,7 @@ def _run(config, workdir: str, guard, max_iterations: int | None) -> dict[str, A
 
 def record(s: dict, workdir: str, meta: dict, entries: list[dict], status: str,
            mode: str = "search_and_learn", resumed: bool = False) -> str:
-    """``run.json`` (contract 8) with the latest eval, the uniform baseline and the history.
+    """``run.json`` (``train.run_record``): the latest eval, the uniform baseline and the history.
     ``resumed``: the file's other ``search_evals`` are kept (``search.eval.merge_entries``; the
     loop's own entries replace those of the same split, method and budget); a fresh run writes
     only its own."""
