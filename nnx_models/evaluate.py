@@ -17,7 +17,7 @@ from flax import nnx
 from nnx_models import tokenizer
 from search import game
 
-ILLEGAL_LOGIT = -1e9
+ILLEGAL_LOGIT = game.ILLEGAL_LOGIT
 
 
 def make_evaluate(graphdef, tok_cfg: tokenizer.TokenizerConfig, rules: game.Rules) -> Callable:

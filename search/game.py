@@ -31,6 +31,9 @@ import numpy as np
 
 OPS = ("+", "*", "-", "r-", "/", "r/")  # a+b, a*b, a-b, b-a, a/b, b/a
 NUM_OPS = len(OPS)
+# The logit every network output and loss gives an illegal move: finite, so softmax and its
+# gradient stay NaN-free, and far below any real logit.
+ILLEGAL_LOGIT = -1e9
 INT32_SAFE_MAX_ABS = 2**15 - 1
 
 

@@ -32,7 +32,7 @@ from jax.sharding import PartitionSpec as P
 from search import game
 
 Evaluate = Callable[[Any, game.State], tuple[jax.Array, jax.Array]]
-NEG = -1e9  # logit of an illegal action (the ``Evaluate`` convention)
+NEG = game.ILLEGAL_LOGIT  # logit of an illegal action (the ``Evaluate`` convention)
 POLICIES = ("gumbel", "muzero")
 
 

@@ -42,7 +42,7 @@ def grpo_loss(params, graphdef, batch: dict, ref_logp_BxA, old_logp_B, gcfg: dic
     """Clipped group-relative policy loss + KL to the start policy + optional value BCE."""
     model = nnx.merge(graphdef, params)
     logits_BxA, value_logit_B = model(batch["tokens"])
-    logits_BxA = jnp.where(batch["legal"], logits_BxA.astype(jnp.float32), -1e9)
+    logits_BxA = jnp.where(batch["legal"], logits_BxA.astype(jnp.float32), game.ILLEGAL_LOGIT)
     logp_BxA = jax.nn.log_softmax(logits_BxA, -1)
     logp_B = (logp_BxA * batch["policy"]).sum(-1)  # policy = one-hot of the move played
     w_B = batch["weight"]
@@ -59,7 +59,8 @@ def grpo_loss(params, graphdef, batch: dict, ref_logp_BxA, old_logp_B, gcfg: dic
 
 def _logp(params, batch, *, graphdef):
     logits_BxA, _ = nnx.merge(graphdef, params)(batch["tokens"])
-    return jax.nn.log_softmax(jnp.where(batch["legal"], logits_BxA.astype(jnp.float32), -1e9), -1)
+    masked_BxA = jnp.where(batch["legal"], logits_BxA.astype(jnp.float32), game.ILLEGAL_LOGIT)
+    return jax.nn.log_softmax(masked_BxA, -1)
 
 
 def _step(state, batch, ref_logp, old_logp, *, graphdef, tx, gcfg):

@@ -31,9 +31,10 @@ from jax.sharding import Mesh, NamedSharding
 from nnx_models import sharding, tokenizer
 from nnx_models.config import PRESETS, ModelConfig
 from nnx_models.policy_value import PolicyValueNet
+from search import game
 from train import mesh as mesh_lib
 
-ILLEGAL_LOGIT = -1e9
+ILLEGAL_LOGIT = game.ILLEGAL_LOGIT
 # tokens i32[B, L], policy f32[B, A], legal bool[B, A], value f32[B], weight f32[B]
 Batch = dict[str, jax.Array]
 
@@ -110,8 +111,13 @@ def loss_fn(params, graphdef, batch: Batch, loss_cfg: Mapping[str, Any]):
     model = nnx.merge(graphdef, params)
     logits_BxA, value_logit_B = model(batch["tokens"])
     m = losses(logits_BxA, value_logit_B, batch, loss_cfg["value_loss"])
-    loss = loss_cfg["policy_weight"] * m["policy_loss"] + loss_cfg["value_weight"] * m["value_loss"]
-    return loss, m
+    return joint_loss(m, loss_cfg), m
+
+
+def joint_loss(m: Mapping[str, Any], loss_cfg: Mapping[str, Any]):
+    """``policy_weight * policy_loss + value_weight * value_loss`` (module docstring), for the
+    train step, the eval loop and the LoRA steps of test-time training alike."""
+    return loss_cfg["policy_weight"] * m["policy_loss"] + loss_cfg["value_weight"] * m["value_loss"]
 
 
 def train_step(state: dict, batch: Batch, *, graphdef, tx: optax.GradientTransformation,

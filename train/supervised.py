@@ -102,8 +102,7 @@ def evaluate(eval_fn, params, eval_arrays, batch_size: int, mesh, max_batches: i
         w, wp = w + float(out["weight"]), wp + float(out["policy_weight"])
     per_policy = ("policy_loss", "policy_acc")
     out = {k: v / max(wp if k in per_policy else w, 1e-9) for k, v in sums.items()}
-    out["loss"] = loss_cfg["policy_weight"] * out["policy_loss"] + \
-        loss_cfg["value_weight"] * out["value_loss"]
+    out["loss"] = steps.joint_loss(out, loss_cfg)
     return {f"eval/{k}": v for k, v in out.items()}
 
 

@@ -66,8 +66,7 @@ def _lora_step(lora_p, opt_state, rest, batch, *, graphdef, tx, loss_cfg):
         model = nnx.merge(graphdef, lp, rest)
         logits, value_logit = model(batch["tokens"])
         m = steps.losses(logits, value_logit, batch, loss_cfg["value_loss"])
-        return loss_cfg["policy_weight"] * m["policy_loss"] + loss_cfg["value_weight"] * m[
-            "value_loss"], m
+        return steps.joint_loss(m, loss_cfg), m
 
     (loss, m), grads = jax.value_and_grad(loss_fn, has_aux=True)(lora_p)
     updates, opt_state = tx.update(grads, opt_state, lora_p)
