@@ -18,7 +18,8 @@ run writing one workdir) are all errors (``MultihostError``, a ``ValueError``; `
 with status 2). After connecting, every process checks that all agree on the process count and
 have the same number of local devices; a disagreement is an error on every process.
 
-Timeout: ``--multihost_timeout`` seconds (default 300) to connect all processes. JAX's own timeout
+Timeout: ``--multihost_timeout`` seconds (default 300) to connect all processes, with a "still
+connecting to <coordinator>" line every 30 s meanwhile. JAX's own timeout
 aborts the process from C++ with a terse DEADLINE_EXCEEDED; a watchdog thread fires first, prints
 what was waited for and what to check, and exits with status ``EXIT_TIMEOUT`` (3). A process that
 registers an id the coordinator does not expect (e.g. ``--process_id=2`` when process 0 says
@@ -39,6 +40,7 @@ from absl import flags, logging
 
 ENV_PREFIX = "ZERO24_"
 EXIT_TIMEOUT = 3
+PROGRESS_EVERY_S = 30.0  # "still connecting" lines (env ZERO24_MULTIHOST_PROGRESS_S overrides)
 # JAX's own init timeout is set this much later than ours, so our watchdog message comes first.
 _JAX_TIMEOUT_GRACE_S = 30
 
@@ -193,6 +195,8 @@ def initialize(plan: Plan) -> None:
     watchdog = threading.Timer(plan.timeout_s, fire)
     watchdog.daemon = True
     watchdog.start()
+    connected = threading.Event()
+    threading.Thread(target=_progress, args=(plan, t0, connected), daemon=True).start()
     try:
         jax.distributed.initialize(
             coordinator_address=plan.coordinator_address, num_processes=plan.num_processes,
@@ -202,9 +206,22 @@ def initialize(plan: Plan) -> None:
         _check_agreement(plan)
     finally:
         watchdog.cancel()
+        connected.set()
     logging.info("multihost (%s): process %d of %d (pid %d), %d local / %d global devices, "
                  "connected in %.1f s", plan.method, jax.process_index(), jax.process_count(),
                  os.getpid(), jax.local_device_count(), jax.device_count(), time.monotonic() - t0)
+
+
+def _progress(plan: Plan, t0: float, done: threading.Event) -> None:
+    """Every ``PROGRESS_EVERY_S`` until connected: a line naming what is waited for (the
+    default timeout is minutes, and JAX prints nothing meanwhile)."""
+    where = plan.coordinator_address or f"the {plan.method}-detected coordinator"
+    me = "?" if plan.process_id is None else plan.process_id
+    every = float(os.environ.get(ENV_PREFIX + "MULTIHOST_PROGRESS_S", PROGRESS_EVERY_S))
+    while not done.wait(every):
+        print(f"[multihost] process {me}: still connecting to {where} after "
+              f"{time.monotonic() - t0:.0f} s (gives up after {plan.timeout_s} s, "
+              "--multihost_timeout)", file=sys.stderr, flush=True)
 
 
 def _check_agreement(plan: Plan) -> None:

@@ -5,8 +5,8 @@ r"""Scaling report from training-run records.
         --split=test --method=gumbel --thresholds=0.5,0.8 --bootstrap=500
 
 Writes ``report.md``, ``fits.json`` and PNG plots to ``--out`` (see ``scaling/report.py`` and
-docs/scaling.md). Bad records exit non-zero with the file and field named, before anything is
-written.
+docs/scaling.md). Bad records and an unwritable ``--out`` exit non-zero with the file and field
+named, before anything is written.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import sys
 
 from absl import app, flags
 
-from scaling import records, report
+from scaling import records, report, workdir
 
 _RUNS = flags.DEFINE_string("runs", None, "Glob of run directories or run.json files.",
                             required=True)
@@ -61,6 +61,8 @@ def main(argv: list[str]) -> int:
         level=_LEVEL.value, budget_rtol=_RTOL.value, seed=_SEED.value, compute_axis=_AXIS.value,
         suggest_depths=_numbers("suggest_depths", _DEPTHS.value, int), seq_len=_SEQ_LEN.value)
     try:
+        # Before the fits: a read-only --out would otherwise fail only after all of them.
+        workdir.ensure_writable(_OUT.value, create=False, flag="--out")
         recs = records.load_records(_RUNS.value, skip_invalid=_SKIP.value)
         summary = report.build_report(recs, _OUT.value, opts)
     except ValueError as e:

@@ -14,6 +14,9 @@ solvable (value 0) or, when every legal move keeps it solvable, a random legal m
 Builds are idempotent (an existing dataset with the same parameters is kept; different parameters
 under the same name are an error) and atomic: TFDS writes into ``<data_dir>/.incomplete-*`` and the
 finished dataset folder is renamed into place, so an interrupted build leaves no dataset behind.
+The ``.incomplete-*`` folders a kill leaves are removed by the next build when they are older than
+the newest finished dataset and their builder is gone (a dead PID on this host; for another host's
+build, a day old), so a concurrent build is never pulled from under its writer.
 Offline: GCS lookups are disabled (``NO_GCE_CHECK``, ``try_download_gcs=False``).
 """
 
@@ -25,7 +28,9 @@ import json
 import os
 import pathlib
 import shutil
+import socket
 import sys
+import time
 import uuid
 from collections.abc import Mapping, Sequence
 
@@ -39,11 +44,14 @@ from etils import epath  # noqa: E402
 from tensorflow_datasets.core.utils import gcs_utils  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
+from scaling import workdir as workdir_lib  # noqa: E402
 from search import game, problems, solver  # noqa: E402
 
 gcs_utils._is_gcs_disabled = True  # never reach for GCS metadata (offline machines, tests)
 VERSION = "1.0.0"
 PARAMS_FILE = "zero24_params.json"
+OWNER_FILE = ".owner.json"  # {host, pid, time} of an .incomplete-* build folder
+_FOREIGN_BUILD_MAX_AGE_S = 86400.0
 _CHUNK = 256  # problems per batched engine call (bounds the number of jit shapes)
 
 
@@ -224,8 +232,12 @@ def _build(builder_cls, data_dir, name: str, params: dict, n_max: int, make) -> 
                 f"({old}); use another name or delete {final}."
             )
         return final
+    _clean_incomplete(data_dir)
     tmp = data_dir / f".incomplete-{builder_name}-{name}-{uuid.uuid4().hex[:8]}"
     try:
+        tmp.mkdir(parents=True)
+        (tmp / OWNER_FILE).write_text(json.dumps({"host": socket.gethostname(),
+                                                  "pid": os.getpid(), "time": time.time()}))
         builder = builder_cls(
             data_dir=str(tmp),
             config=_Config(name=name, n_max=n_max, make=make),
@@ -249,6 +261,29 @@ def _build(builder_cls, data_dir, name: str, params: dict, n_max: int, make) -> 
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return final
+
+
+def _clean_incomplete(data_dir: pathlib.Path) -> None:
+    """Removes abandoned ``.incomplete-*`` build folders (module docstring)."""
+    finished = [p.stat().st_mtime for p in data_dir.glob(f"*/*/*/{PARAMS_FILE}")]
+    if not finished:
+        return
+    newest, host = max(finished), socket.gethostname()
+    for tmp in data_dir.glob(".incomplete-*"):
+        try:
+            if tmp.stat().st_mtime >= newest:
+                continue  # may have started after the newest build finished: maybe live
+            owner = json.loads((tmp / OWNER_FILE).read_text())
+        except FileNotFoundError:
+            owner = {}  # killed before it wrote its owner (or vanished meanwhile)
+        except (OSError, ValueError):
+            continue
+        if owner.get("host") == host:
+            if workdir_lib.pid_alive(int(owner.get("pid", -1))):
+                continue
+        elif owner and time.time() - float(owner.get("time", 0)) < _FOREIGN_BUILD_MAX_AGE_S:
+            continue  # another host's build: its PID cannot be checked from here
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def build_supervised(
@@ -427,15 +462,21 @@ def cli(argv: Sequence[str]) -> int:
         f(list(argv))
         cls = problems.get_class(f["class"].value)
         name = f.name or f"{cls.name}_p{f.num_problems}_s{f.seed}_{f.split}"
-        path = build_supervised(f.data_dir, name, cls, f.num_problems, f.seed, f.split, f.off_path)
-        count = len(load_supervised(f.data_dir, name)["value"])
-        print(f"supervised dataset {name!r}: {count} labelled states at {path}")
-        if f.tot_csv:
+        splits = {}
+        if f.tot_csv:  # read (and so checked) before anything is built
+            workdir_lib.check_input_file(f.tot_csv, "--tot_csv")
             splits = {
                 s: problems.load_24csv(f.tot_csv, s) for s in ("tot100", "tsllm362", "all1362")
             }
-            path = build_problem_set(f.data_dir, "game24_csv", splits, "g24")
-            print(f"problem sets {sorted(splits)} at {path}")
+        # One build per data dir at a time; the lock also proves it writable before labelling.
+        with workdir_lib.hold(f.data_dir, flag="--data_dir"):
+            path = build_supervised(f.data_dir, name, cls, f.num_problems, f.seed, f.split,
+                                    f.off_path)
+            count = len(load_supervised(f.data_dir, name)["value"])
+            print(f"supervised dataset {name!r}: {count} labelled states at {path}")
+            if splits:
+                path = build_problem_set(f.data_dir, "game24_csv", splits, "g24")
+                print(f"problem sets {sorted(splits)} at {path}")
     except (ValueError, flags.Error) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

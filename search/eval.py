@@ -38,6 +38,7 @@ import numpy as np
 from scipy import stats as sps
 from tqdm import tqdm
 
+from scaling import workdir as workdir_lib
 from scaling.records import write_json, write_text
 from search import baselines, game, mcts, problems
 
@@ -148,8 +149,9 @@ def load_split(spec: str, csv_path: str | None = None, n_max: int | None = None)
         if name not in problems.class_names():
             raise ValueError(f"split {spec!r} is unknown; allowed {', '.join(CSV_SPLITS)} or a "
                              f"class[:split[:count]] with class in {problems.class_names()}.")
-        if not count.isdigit():
-            raise ValueError(f"split {spec!r}: count={count!r} is not a non-negative integer.")
+        if not count.isdigit() or int(count) < 1:
+            raise ValueError(f"split {spec!r}: count={count!r} is out of range; allowed an "
+                             "integer >= 1 (problems to evaluate).")
         cls = problems.get_class(name)
         probs, rules = problems.generate(cls, int(count), seed=0, split=split), cls.rules
     if n_max is not None:
@@ -456,10 +458,23 @@ def main(argv: Sequence[str]) -> None:
                         dfs_threshold=f.dfs_threshold, sample_temperature=f.sample_temperature)
     mesh = jax.make_mesh((jax.device_count(),), ("data",)) if jax.device_count() > 1 else None
     splits, methods = [s for s in f.splits.split(",") if s], [m for m in f.methods.split(",") if m]
+    for flag in ("csv", "problems"):  # named in the error, not a bare codec error later
+        if f[flag].value:
+            workdir_lib.check_input_file(f[flag].value, f"--{flag}")
     if f.problems:  # a user's puzzle file replaces the default split (adds to explicit ones)
         splits = (splits if f["splits"].present else []) + [f"file:{f.problems}"]
-    out = evaluate_run(f.workdir, load_network(f.model, f.seed), splits, methods,
-                       _ints(f.budgets, "budgets"), f.csv, f.n_max, opts, mesh)
+    if not splits or not methods:
+        raise ValueError(f"--splits={f.splits!r} / --methods={f.methods!r}: give at least one "
+                         "of each.")
+    budgets = _ints(f.budgets, "budgets")
+    for spec in splits:  # every split spec fails here, before the network loads or the lock
+        load_split(spec, f.csv, f.n_max)
+    # The workdir lock: no second sweep or training run writes this workdir meanwhile; taking
+    # it proves the workdir writable, and the sweep's output folder is checked before any search.
+    with workdir_lib.hold(f.workdir):
+        workdir_lib.ensure_writable(os.path.join(f.workdir, "search_eval"), create=False)
+        out = evaluate_run(f.workdir, load_network(f.model, f.seed), splits, methods, budgets,
+                           f.csv, f.n_max, opts, mesh)
     print(markdown(out["entries"]))
     print(f"[search.eval] wrote {out['out_dir']}")
 

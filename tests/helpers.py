@@ -1,5 +1,6 @@
 """Helpers shared by several test modules (imported as a plain module, like fraction_ref)."""
 
+import glob
 import os
 
 import jax
@@ -39,3 +40,23 @@ def final_params(work: str, step: int) -> list:
     state = ck.load_numpy(step)
     ck.close()
     return jax.tree.leaves(state["params"])
+
+
+def corrupt_checkpoint(step_dir: str, how: str) -> None:
+    """Damages a committed checkpoint the way a full disk or a bad copy does: the OCDBT data
+    files truncated or zeroed, or the JSON ``meta/metadata`` or ``state/_METADATA`` cut in half.
+    Data files: all of ``state/ocdbt.process_0/d/`` and ``state/d/`` (with one device the
+    arrays are read from the first; with several, as here, orbax merges them into the second
+    and the first is no longer read)."""
+    if how in ("truncate_data", "zero_data"):
+        paths = glob.glob(os.path.join(step_dir, "state", "ocdbt.process_0", "d", "*")) + \
+            glob.glob(os.path.join(step_dir, "state", "d", "*"))
+    else:
+        paths = [os.path.join(step_dir, "meta/metadata" if how == "meta" else "state/_METADATA")]
+    for path in paths:
+        size = os.path.getsize(path)
+        with open(path, "r+b") as f:
+            if how == "zero_data":
+                f.write(b"\0" * size)
+            else:
+                f.truncate(size // 2)

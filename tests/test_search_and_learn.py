@@ -69,7 +69,7 @@ def test_outputs_run_record_and_phase_timing(runs):
             assert e["solve_rate"] >= played["solve_rate"]
     assert rec["selfplay_search_flops"] > 0
     # the eval set never enters training: recorded, and written for search.eval's warning
-    assert rec["exclusion"] == {"g24:test:16": 16}
+    assert rec["exclusion"]["g24:test:16"] == 16  # eval.sets (search_eval.splits also counts)
     assert len(json.load(open(os.path.join(work, "exclusion.json")))["g24:test:16"]) == 16
     # curve: untrained net (iteration 0), iteration 2 (eval_every) and the last one
     assert [h["iteration"] for h in rec["history"]] == [0, 2, 3]

@@ -7,7 +7,8 @@ r"""Entry point: ``python -m train.main --config=train/configs/<name>.py[:arg] -
 ``--mode`` (default: ``config.mode``) is one of generate_data | supervised | eval |
 search_and_learn | ttt | grpo | compare. The work happens in importable functions
 (``train.supervised.train_and_evaluate(config, workdir)``) that notebooks and tests call too.
-Configs are locked: a misspelt ``--config.x.y`` override is an error. Bad input exits with
+Configs are locked: a misspelt ``--config.x.y`` override is an error. Bad input (flags, config,
+a workdir held by another run, see ``train/flag_errors.py`` and ``scaling/workdir.py``) exits with
 status 2 and a one-line message naming the field (``--traceback`` shows the full stack).
 Multi-host: ``--multihost`` plus ``--coordinator_address/--num_processes/--process_id`` (or
 auto-detection on SLURM / Cloud TPU); see ``launch/multihost.py`` and ``launch/README.md``.
@@ -19,7 +20,7 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 from launch import host, multihost  # multihost defines --multihost & co.; no jax devices
-from train import modes
+from train import flag_errors, modes
 from train.configs.common import MODES
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Config file (train/configs/*.py[:arg]).",
@@ -44,12 +45,11 @@ def main(argv: list[str]) -> None:
     except (ValueError, FileNotFoundError, NotImplementedError, FloatingPointError) as e:
         if _TRACEBACK.value:
             raise
-        logging.error("%s: %s", type(e).__name__, e)
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {e}", file=sys.stderr)  # one line (a logging.error would repeat it)
         sys.exit(2)
     logging.info("done: %s", result)
     print(f"[train] {mode} done: {result}", flush=True)
 
 
 if __name__ == "__main__":
-    app.run(main)
+    app.run(main, flags_parser=flag_errors.parser(_CONFIG))

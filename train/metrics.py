@@ -1,9 +1,14 @@
 """Metric writers: TensorBoard (tensorboardX, no TensorFlow), ``metrics.jsonl``, a tqdm bar, MFU.
 
 Writers are active on process 0 only (other processes get no-op writers), as in big_vision/nanodo.
-``metrics.jsonl`` holds one JSON object per write: ``{"step": int, "time": unix_s, <name>: float}``;
-it is appended to on resume, so a resumed run has one continuous log (steps between the last
-checkpoint and a crash are logged twice: ``read_jsonl`` keeps the later row).
+``metrics.jsonl`` holds one JSON object per write: ``{"step": int, "time": unix_s, <name>: float}``.
+A resumed run (``initial_step`` = the restored step) keeps one continuous log without duplicates:
+the writer first cuts the file back to the rows of steps <= ``initial_step`` (written to a temp
+file and renamed over, so a kill leaves the old or the new file, never half of one; a row torn
+by a kill mid-write is dropped), and tells TensorBoard to hide the older event files' steps after
+``initial_step`` (``purge_step``: a ``SessionLog.START`` at ``initial_step + 1``). A run that
+starts at step 0 rewrites step 0 too, so it starts a new log (the old rows are from an attempt
+that never checkpointed).
 
 MFU = achieved model FLOPs/s / (peak FLOPs/s per device * devices). Achieved FLOPs use
 ``scaling.flops.train_flops_per_token`` (6N plus the attention term). The peak table holds dense
@@ -14,6 +19,7 @@ bf16 tensor-core figures from vendor spec sheets; unknown devices (e.g. CPU) rep
 from __future__ import annotations
 
 import contextlib
+import glob
 import json
 import math
 import os
@@ -99,8 +105,14 @@ class MetricWriter:
         from tensorboardX import SummaryWriter  # local: only process 0 pays the import
 
         os.makedirs(workdir, exist_ok=True)
-        self._tb = SummaryWriter(logdir=os.path.join(workdir, "tb"))
-        self._jsonl = open(os.path.join(workdir, "metrics.jsonl"), "a", encoding="utf-8")
+        path, tb_dir = os.path.join(workdir, "metrics.jsonl"), os.path.join(workdir, "tb")
+        # Steps after initial_step are redone by this run: drop them from both logs.
+        cut_back(path, initial_step if initial_step > 0 else -1)
+        purge = None
+        if glob.glob(os.path.join(tb_dir, "events.out.tfevents.*")):
+            purge = initial_step + 1 if initial_step > 0 else 0
+        self._tb = SummaryWriter(logdir=tb_dir, purge_step=purge)
+        self._jsonl = open(path, "a", encoding="utf-8")
         if progress:
             from tqdm.auto import tqdm
 
@@ -146,13 +158,37 @@ class MetricWriter:
             self.enabled = False
 
 
+def _rows(f) -> Iterator[tuple[dict, str]]:
+    """(parsed row, its line); a line torn by a kill mid-write (not JSON, no step) is skipped."""
+    for line in f:
+        if line.strip():
+            try:
+                row = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(row, dict) and isinstance(row.get("step"), int):
+                yield row, line.rstrip("\n") + "\n"
+
+
+def cut_back(path: str, last_step: int) -> None:
+    """Atomically keeps only the rows of ``path`` with step <= ``last_step`` (module docstring)."""
+    if not os.path.isfile(path):
+        return
+    with open(path, encoding="utf-8") as f:
+        keep = [line for row, line in _rows(f) if row["step"] <= last_step]
+    tmp = f"{path}.{os.getpid()}.tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.writelines(keep)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
 def read_jsonl(path: str) -> list[dict]:
     """Rows of a ``metrics.jsonl`` merged per step (train and eval rows of one step become one
-    dict; a step repeated after a resume keeps the later values), sorted by step."""
+    dict; a repeated step keeps the later values), sorted by step."""
     by_step: dict[int, dict] = {}
     with open(path, encoding="utf-8") as f:
-        for line in f:
-            if line.strip():
-                row = json.loads(line)
-                by_step.setdefault(row["step"], {}).update(row)
+        for row, _ in _rows(f):
+            by_step.setdefault(row["step"], {}).update(row)
     return [by_step[s] for s in sorted(by_step)]

@@ -3,6 +3,10 @@
 ``train/main.py`` owns the flags; tests, notebooks and sweep drivers call ``run`` directly. Keeping
 the two apart lets one process import this next to another absl entry point (``scaling.main``
 also defines ``--runs``) without a duplicate-flag error.
+
+Every mode writes into ``workdir``, so ``run`` validates the config (``configs.common.validate``)
+and then holds the workdir lock (``scaling/workdir.py``) for the whole mode: a second run on the
+same directory is refused at once, before it reads or writes anything.
 """
 
 from __future__ import annotations
@@ -10,9 +14,19 @@ from __future__ import annotations
 import importlib
 from collections.abc import Sequence
 
+from scaling import workdir as workdir_lib
+from train.configs import common
+
 
 def run(mode: str, config, workdir: str, runs: Sequence[str] = ()) -> object:
-    """Runs ``mode`` on ``config`` in ``workdir``; lazy imports (generate_data needs no model)."""
+    """Runs ``mode`` on ``config`` in ``workdir``, validated first, under the workdir lock."""
+    common.validate(config)
+    with workdir_lib.hold(workdir):
+        return _dispatch(mode, config, workdir, runs)
+
+
+def _dispatch(mode: str, config, workdir: str, runs: Sequence[str]) -> object:
+    """Lazy imports: generate_data needs no model."""
     if mode == "generate_data":
         from train import data
 

@@ -5,7 +5,7 @@ r"""A trained run's network from its workdir alone, and ``--mode=eval`` on it.
 
 ``load_run_model(workdir)`` rebuilds the ``PolicyValueNet`` of a run from its own ``config.json``
 (model and tokenizer exactly as trained, states with the run's ``Rules.n_max`` slots) and puts
-in the parameters of its newest checkpoint. Checkpoints of both layouts are read:
+in the parameters of its newest checkpoint that restores. Checkpoints of both layouts are read:
 ``--mode=supervised`` saves ``{"params", "opt_state", "step", "rng"}``, ``--mode=search_and_learn``
 saves ``{"train": <that train state>, "buffer": <replay buffer>}``; only the parameters are read
 from disk, never the optimizer moments or the buffer.
@@ -28,6 +28,7 @@ from typing import Any
 import jax
 import numpy as np
 
+from scaling import workdir as workdir_lib
 from search import eval as search_eval
 from train import checkpoint as ckpt_lib
 from train import data as data_lib
@@ -37,10 +38,14 @@ from train import steps
 PARAMS_KEYS = {"supervised": ("params",), "search_and_learn": ("train", "params")}
 
 
-def newest_step(workdir: str) -> int:
-    """The newest checkpoint of ``workdir``; FileNotFoundError naming the train command if none.
-    Nothing is written, so a bad ``--workdir`` leaves no trace."""
-    step = ckpt_lib.read_latest_step(os.path.join(os.path.abspath(workdir), "checkpoints"))
+def newest_step(workdir: str, move_aside: bool = False) -> int:
+    """The newest checkpoint of ``workdir`` that restores (a corrupt newer one is skipped with a
+    warning: ``train.checkpoint.restorable_step``); FileNotFoundError naming the train command
+    if there is none. Nothing is written unless ``move_aside`` (the caller owns the workdir:
+    corrupt steps go to ``checkpoints/corrupt-<step>``), so a bad ``--workdir`` leaves no
+    trace."""
+    directory = os.path.join(os.path.abspath(workdir), "checkpoints")
+    step = ckpt_lib.restorable_step(directory, move_aside=move_aside)
     if step is None:
         raise FileNotFoundError(
             f"run directory {workdir} holds no checkpoint (nothing in {workdir}/checkpoints); "
@@ -161,7 +166,13 @@ def eval_checkpoint(config, workdir: str) -> dict[str, Any]:
 
     cfg = supervised.as_dict(config)
     args = search_eval_args(cfg)  # before any work: a typo fails at once
-    step = newest_step(workdir)
+    # train.main holds the workdir lock, which proved the workdir writable; the sweep's own
+    # output directory may still be read-only (a copied run): find out before the sweep.
+    workdir_lib.ensure_writable(os.path.join(workdir, "search_eval"), create=False,
+                                flag="--workdir")
+    # This mode writes the workdir (train.main holds its lock): a corrupt step is moved aside
+    # (by process 0; every process must pass the same flag, the move is a collective).
+    step = newest_step(workdir, move_aside=True)
     mode = checkpoint_mode(workdir, step)
     out: dict[str, Any] = {"update": step, "mode": mode}
     if mode == "supervised":  # search_and_learn runs have no supervised eval split

@@ -207,3 +207,31 @@ def smollm2_config(preset: str, arg: str | None, batch_size: int, learning_rate:
         c.mesh.data, c.mesh.fsdp = -1, 1
     c.lock()
     return c
+
+
+def check_checkpoint(every: int, keep: int) -> None:
+    """``config.checkpoint`` cadence and retention (also the ``train.checkpoint.Checkpointer``
+    arguments): each >= 1."""
+    for name, value in (("every", every), ("keep", keep)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"config.checkpoint.{name}={value!r} is out of range; allowed an "
+                             "integer >= 1.")
+
+
+CSV_FIELDS = (("data", "exclude_csv"), ("search_eval", "csv"), ("eval", "csv"))
+
+
+def validate(config: Mapping[str, Any]) -> None:
+    """Checks that need no data and no devices, run by ``train.modes.run`` before anything is
+    written (the modes check the rest, also before writing): checkpoint cadence and retention,
+    and every csv the config names exists, is a file and is text."""
+    from scaling.workdir import check_input_file  # ground floor: no jax, no train
+
+    c = config.to_dict() if isinstance(config, ml_collections.ConfigDict) else dict(config)
+    if "checkpoint" in c:
+        check_checkpoint(c["checkpoint"]["every"], c["checkpoint"]["keep"])
+    for section, field in CSV_FIELDS:
+        sec = c.get(section)
+        path = sec.get(field) if isinstance(sec, dict) else None
+        if path:
+            check_input_file(path, f"config.{section}.{field}")
