@@ -9,7 +9,7 @@ Sections of the JSON (each also printed):
   only): achieved train TFLOP/s over the device's dense bf16 peak (``PEAK_BF16``) and over the
   1024^3 GEMM rate measured in the same run;
 - ``search``: ``benchmarks.bench_search`` at B=1024, S=32 with the flagship:gpu network
-  (10.7M parameters, untrained: the timing does not depend on the weights): search overhead
+  (11.3M parameters, untrained: the timing does not depend on the weights): search overhead
   (search / ((S+1) x forward)) and simulations/s;
 - ``engine``: ``benchmarks.bench_game`` state transitions/s of the jitted exact engine;
 - ``flagship``: the first iterations of ``flagship.py:gpu`` (a 120 s warm start, 2 search-and-learn
@@ -21,6 +21,7 @@ checks the code path on CPU; its numbers mean nothing.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import tempfile
@@ -74,7 +75,9 @@ def engine(dry: bool, out_dir: str) -> dict:
     return bench_game.main(args + [f"--out={out_dir}/bench_game.json"])
 
 
-def flagship_steps(dry: bool) -> dict:
+def flagship_steps(dry: bool, workdir: str | None = None) -> dict:
+    """The first iterations of flagship:gpu (runlocal when ``dry``) in ``workdir`` (default: a
+    temporary directory, removed afterwards)."""
     from train import modes
     from train.configs import flagship
     from train.metrics import read_jsonl
@@ -84,7 +87,7 @@ def flagship_steps(dry: bool) -> dict:
         if not dry:
             c.train.time_limit_s, c.sl.iterations, c.sl.eval_every = 120.0, 2, 100
             c.eval.sets, c.eval.simulations = "n6:test:64", "32"
-    with tempfile.TemporaryDirectory() as work:
+    with (contextlib.nullcontext(workdir) if workdir else tempfile.TemporaryDirectory()) as work:
         t0 = time.perf_counter()
         modes.run("flagship", c, work)
         wall = time.perf_counter() - t0
@@ -103,6 +106,8 @@ def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--dry-run", action="store_true", help="tiny sizes on any machine")
     ap.add_argument("--out", default="bench_out/gpu_check.json")
+    ap.add_argument("--flagship_workdir", default=None,
+                    help="keep the flagship run here (default: a temporary directory)")
     a = ap.parse_args(argv)
     out_dir = os.path.dirname(os.path.abspath(a.out))
     os.makedirs(out_dir, exist_ok=True)
@@ -111,7 +116,7 @@ def main(argv=None) -> dict:
     for name, fn in (("mfu", lambda: mfu(a.dry_run, out_dir)),
                      ("search", lambda: search(a.dry_run)),
                      ("engine", lambda: engine(a.dry_run, out_dir)),
-                     ("flagship", lambda: flagship_steps(a.dry_run))):
+                     ("flagship", lambda: flagship_steps(a.dry_run, a.flagship_workdir))):
         t0 = time.perf_counter()
         result[name] = fn()
         result["seconds"][name] = time.perf_counter() - t0

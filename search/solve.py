@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import json
 import os
 import sys
@@ -90,6 +91,14 @@ def _verified(numbers, target, expression: str) -> str:
     return expression
 
 
+@functools.lru_cache(maxsize=4)
+def _network(spec: str):
+    """One load per model in a process, so repeated solves reuse the compiled search."""
+    from search import eval as search_eval
+
+    return search_eval.load_network(spec)
+
+
 def solve(numbers, target: int, model: str = DEFAULT_MODEL, simulations: int = 32) -> Answer:
     """Solver verdict, then the network's search (module docstring). ``model``: an export
     directory, ``hf:<dir>``, ``uniform`` (uniform-prior MCTS) or ``solver`` (no search)."""
@@ -97,7 +106,8 @@ def solve(numbers, target: int, model: str = DEFAULT_MODEL, simulations: int = 3
 
     if simulations < 1:
         raise ValueError(f"--simulations={simulations} is out of range; allowed >= 1.")
-    rules = dataclasses.replace(game.Rules(), n_max=max(len(numbers), 2))
+    # Six slots whatever n is: the states the shipped model trained on and search.eval scores.
+    rules = dataclasses.replace(game.Rules(), n_max=N_RANGE[1])
     exact = solver.solve(list(numbers), target, rules)
     base = dict(numbers=tuple(numbers), target=target, model=model, simulations=simulations)
     if not exact.solvable:
@@ -110,7 +120,7 @@ def solve(numbers, target: int, model: str = DEFAULT_MODEL, simulations: int = 3
     if spec.startswith("hf:") and not os.path.isdir(spec[3:]):
         raise ValueError(f"--model={model!r}: {spec[3:]} is not a directory; allowed an HF export "
                          "(nnx_models.hf), 'uniform' or 'solver'.")
-    net = search_eval.load_network(spec)
+    net = _network(spec)
     t0 = time.perf_counter()
     out, _ = search_eval.run_method("mcts" if spec != "uniform" else "uniform_mcts", simulations,
                                     [problems.Problem(tuple(numbers), target)], rules, net,

@@ -21,13 +21,26 @@ from train.configs import flagship as flagship_config
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
-    work = str(tmp_path_factory.mktemp("flagship") / "w")
-    return work, modes.run("flagship", flagship_config.get_config("runlocal"), work)
+    """``benchmarks/gpu_check.sh --dry-run``, keeping its flagship:runlocal workdir: the GPU
+    check's code path and the flagship pipeline in one tiny run."""
+    root = tmp_path_factory.mktemp("flagship")
+    work, path = str(root / "w"), str(root / "g.json")
+    gpu_check.main(["--dry-run", f"--out={path}", f"--flagship_workdir={work}"])
+    return work, json.load(open(path))
+
+
+def test_gpu_check_dry_run(run):
+    _, r = run
+    assert r["dry_run"] and set(r["seconds"]) == {"mfu", "search", "engine", "flagship"}
+    assert r["mfu"]["train_tflop_s"] > 0 and r["mfu"]["of_measured_gemm"] > 0
+    assert r["search"]["overhead"] > 0 and r["search"]["simulations_per_s"] > 0
+    assert r["engine"]["rows"][0]["op"] == "step" and r["engine"]["rows"][0]["jax_states_per_s"] > 0
+    assert r["flagship"]["warm_updates"] == 10 and len(r["flagship"]["sl_iterations"]) == 2
 
 
 def test_two_phases_and_the_export(run):
-    work, out = run
-    assert out["status"] == "completed" and out["export"] == os.path.join(work, "export")
+    work, _ = run
+    export = os.path.join(work, "export")
     warm = run_record.read_run_record(os.path.join(work, "warm"))
     assert warm["mode"] == "supervised" and warm["status"] == "completed" and warm["steps"] == 10
     sl = run_record.read_run_record(work)
@@ -36,7 +49,7 @@ def test_two_phases_and_the_export(run):
     assert sl["config"]["train"]["learning_rate"] == 3e-4  # flagship.sl_learning_rate
     assert sl["exclusion"] == warm["exclusion"] and "n6:test:200" in sl["exclusion"]
     # the export holds the final search-and-learn parameters, exactly
-    net = search_eval.load_network(f"hf:{out['export']}")
+    net = search_eval.load_network(f"hf:{export}")
     model, _ = run_model.load_run_model(work)
     want = {run_model.path_key(p): np.asarray(x) for p, x in
             jax.tree_util.tree_leaves_with_path(nnx.state(model, nnx.Param))}
@@ -45,7 +58,7 @@ def test_two_phases_and_the_export(run):
     assert want.keys() <= have.keys()
     for k, v in want.items():
         np.testing.assert_array_equal(have[k], v)
-    a = solve.solve((3, 3, 8, 8), 24, out["export"], 4)
+    a = solve.solve((3, 3, 8, 8), 24, export, 4)
     assert a.solvable and a.expression and a.evaluations > 0
 
 
@@ -68,14 +81,3 @@ def test_phase_configs_and_bad_arguments():
     assert flops.param_counts(steps.model_config(gpu.model.to_dict(), tok))["total"] >= 10e6
     with pytest.raises(ValueError, match="pick one of cpu, gpu, runlocal"):
         flagship_config.get_config("cpu,gpu")
-
-
-def test_gpu_check_dry_run(tmp_path):
-    path = str(tmp_path / "g.json")
-    gpu_check.main(["--dry-run", f"--out={path}"])
-    r = json.load(open(path))
-    assert r["dry_run"] and set(r["seconds"]) == {"mfu", "search", "engine", "flagship"}
-    assert r["mfu"]["train_tflop_s"] > 0 and r["mfu"]["of_measured_gemm"] > 0
-    assert r["search"]["overhead"] > 0 and r["search"]["simulations_per_s"] > 0
-    assert r["engine"]["rows"][0]["op"] == "step" and r["engine"]["rows"][0]["jax_states_per_s"] > 0
-    assert r["flagship"]["warm_updates"] == 10 and len(r["flagship"]["sl_iterations"]) == 2

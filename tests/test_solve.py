@@ -96,3 +96,13 @@ def test_search_eval_scores_a_problems_file(tmp_path):
     played = next(e for e in out["entries"] if e["method"] == "mcts")
     assert played["num_problems"] == 3 and played["solve_rate"] == pytest.approx(2 / 3)
 
+
+def test_shipped_model_solves_puzzles_with_verified_expressions():
+    """models/flagship loads and its search at 32 simulations finds these; each printed
+    expression is re-checked here with exact arithmetic (solve rates live in docs/)."""
+    assert os.path.isfile(os.path.join(SHIPPED, "model.safetensors")), SHIPPED
+    for numbers, target in (((4, 9, 10, 13), 24), ((1, 8, 12, 12), 24), ((13, 2, 12, 9, 4), 41),
+                            ((13, 5, 7, 4, 12, 1), 125)):
+        a = solve.solve(numbers, target, SHIPPED, 32)
+        assert a.solvable and a.found_by in ("played", "tree"), a
+        assert _value(a.expression) == (target, sorted(numbers)) and a.evaluations > 0

@@ -18,8 +18,8 @@ then exports the network in the HF format to ``<workdir>/export`` (``nnx_models.
 phases stop at their time limit (``train.time_limit_s``, ``sl.time_limit_s``) with a checkpoint.
 What it reaches, the evaluation command and the ablations: docs/flagship.md.
 
-Presets: ``cpu`` (default; 0.72M parameters, <= 60 minutes on 2 CPU cores), ``gpu`` (d6 x 384:
-10.7M parameters, batch and simulations scaled for one H100/H200 in an hour), ``runlocal``
+Presets: ``cpu`` (default; 0.78M parameters, <= 60 minutes on 2 CPU cores), ``gpu`` (d6 x 384:
+11.3M parameters, batch and simulations scaled for one H100/H200 in an hour), ``runlocal``
 (seconds). Other arguments: ``warm_minutes``, ``sl_minutes`` (the time limits),
 ``policy=search|solutions|exact``, ``value=exact|outcome``, ``stream_share`` (share of phase-2
 updates on stream batches instead of the replay buffer) (ablations).
