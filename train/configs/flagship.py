@@ -87,6 +87,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         c.train.time_limit_s, c.sl.time_limit_s = 60 * 25.0, 60 * 30.0
     if a["runlocal"]:
         common.runlocal(c)
+        # One 64-wide layer: the same code path, a fraction of the compile time.
+        common.apply_size(c, "d1")
+        common.apply_representation(c, "packed", "set", "attn", 64, 32, True)
+        c.model.mlp, c.model.mlp_dim = "swiglu", 64 * math.ceil(8 * 64 / 3 / 64)
         c.data.eval_examples = c.data.probe_examples = 64
         c.train.time_limit_s = c.sl.time_limit_s = 0.0
         c.sl.iterations, c.sl.selfplay_batch, c.sl.selfplay_simulations = 2, 8, 4
