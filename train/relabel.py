@@ -154,8 +154,8 @@ def episode_targets(episode: mcts.Episode, policy: str = "search") -> tuple[np.n
       most of its rows would only teach the network its own output.
     """
     if policy not in ("search", "solutions"):
-        raise ValueError(f"config.sl.policy_targets={policy!r}; allowed 'search', 'solutions', "
-                         "'exact'.")
+        raise ValueError(f"config.sl.policy_targets={policy!r}; allowed 'search', 'solutions' "
+                         "(and 'exact' with sl.value_targets='exact').")
     found = np.asarray(episode.tree_found)
     found_later = np.flip(np.cumsum(np.flip(found, -1), -1), -1) > 0  # any(found[t:])
     solved = np.asarray(episode.solved)
