@@ -1,7 +1,7 @@
 r"""N local CPU processes as N "hosts": the multi-host code path of a real cluster, on one machine.
 
     python -m launch.local --num_processes=2 --devices_per_process=4 -- \
-        --config=train/configs/default.py:runlocal --workdir=runs/mh
+        --config=train/configs/g24_supervised.py:runlocal --workdir=runs/mh
 
 Every process runs ``python -m train.main <args after -->`` (``--module`` picks another entry
 point) with ``XLA_FLAGS=--xla_force_host_platform_device_count=K`` and the ``ZERO24_*`` variables

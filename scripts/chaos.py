@@ -43,7 +43,7 @@ from helpers import corrupt_checkpoint  # noqa: E402
 # ROWS: at most this many new metrics rows before a "rows" kill (a row per update / iteration).
 ROWS = {"supervised": 12, "search_and_learn": 3}
 JOBS = {
-    "supervised": ["--config=train/configs/default.py:runlocal", "--config.data.n_max=4",
+    "supervised": ["--config=train/configs/g24_supervised.py:runlocal", "--config.data.n_max=4",
                    "--config.data.num_problems=60", "--config.data.eval_num_problems=20",
                    "--config.data.eval_batches=0", "--config.tokenizer.number_encoding=whole",
                    "--config.tokenizer.whole_max=40", "--config.model.depth=1",

@@ -53,7 +53,7 @@ def tiny_config(data_dir: str, **overrides):
 
 def _cli(c, workdir: str) -> list[str]:
     """``python -m train.main`` with the same config as ``c``."""
-    return [sys.executable, "-m", "train.main", "--config=train/configs/default.py:runlocal",
+    return [sys.executable, "-m", "train.main", "--config=train/configs/g24_supervised.py:runlocal",
             f"--workdir={workdir}"] + [f"--config.{s}.{k}={v}" for s in (
                 "data", "tokenizer", "model", "train", "checkpoint", "search_eval")
                 for k, v in c[s].items()]
@@ -322,7 +322,8 @@ def test_read_only_outputs_exit_before_any_compute(tmp_path, reference, env):
     before = _digest(ro)
     cases = [  # (command, exit code, text naming the flag, text only compute prints)
         ([sys.executable, "-m", "train.main", "--mode=eval", f"--workdir={ro}",
-          "--config=train/configs/default.py:runlocal"], 2, f"--workdir={ro!r} is not writable",
+          "--config=train/configs/g24_supervised.py:runlocal"], 2,
+         f"--workdir={ro!r} is not writable",
          "[train] eval"),
         ([sys.executable, "-m", "search.eval", f"--workdir={ro}", "--model=uniform",
           "--splits=g24:test:4", "--methods=uniform_mcts", "--budgets=1"], 2,
@@ -344,16 +345,16 @@ def test_read_only_outputs_exit_before_any_compute(tmp_path, reference, env):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--config=train/configs/default.py:runlocal", "--config.train.stpes=5"],
+    (["--config=train/configs/g24_supervised.py:runlocal", "--config.train.stpes=5"],
      "error: --config.train.stpes=5: config.train has no field 'stpes'; did you mean 'steps'?"),
     (["--config=train/configs/nope.py"],
      "error: --config=train/configs/nope.py: no config file 'train/configs/nope.py'"),
-    (["--config=train/configs/default.py:runlocal,foo=1"],
-     "error: --config=train/configs/default.py:runlocal,foo=1: config argument 'foo' (in "
-     "'runlocal,foo=1') is unknown; allowed keys: ['job', 'runlocal', 'size']."),
-    (["--config=train/configs/default.py:runlocal", "--config.checkpoint.keep=0"],
+    (["--config=train/configs/g24_supervised.py:runlocal,foo=1"],
+     "error: --config=train/configs/g24_supervised.py:runlocal,foo=1: config argument 'foo' (in "
+     "'runlocal,foo=1') is unknown; allowed keys: ['runlocal', 'size']."),
+    (["--config=train/configs/g24_supervised.py:runlocal", "--config.checkpoint.keep=0"],
      "error: config.checkpoint.keep=0 is out of range; allowed an integer >= 1."),
-    (["--config=train/configs/default.py:runlocal", "--config.search_eval.csv=train"],
+    (["--config=train/configs/g24_supervised.py:runlocal", "--config.search_eval.csv=train"],
      "error: config.search_eval.csv='train' is a directory; pass the path of a csv file."),
 ])
 def test_config_errors_one_line_exit_2_nothing_written(tmp_path, args, message):
@@ -444,7 +445,8 @@ def test_multihost_connect_prints_progress_naming_the_coordinator(env):
     addr = f"127.0.0.1:{local.free_port()}"  # nobody listens there
     r = subprocess.run([sys.executable, "-m", "train.main", "--multihost",
                         f"--coordinator_address={addr}", "--num_processes=2", "--process_id=1",
-                        "--multihost_timeout=3", "--config=train/configs/default.py:runlocal",
+                        "--multihost_timeout=3",
+                        "--config=train/configs/g24_supervised.py:runlocal",
                         "--workdir=/nonexistent/never"], cwd=REPO,
                        env={**env, "ZERO24_MULTIHOST_PROGRESS_S": "1"}, capture_output=True,
                        text=True, timeout=120)

@@ -21,7 +21,7 @@ TINY = {"data.n_max": 4, "data.num_problems": 40, "data.eval_num_problems": 10,
         "tokenizer.whole_max": 40, "model.depth": 1, "train.batch_size": 16, "train.steps": 4,
         "train.warmup_steps": 2, "train.log_every": 1, "train.eval_every": 2,
         "checkpoint.every": 2}
-CONFIG = "--config=train/configs/default.py:runlocal"
+CONFIG = "--config=train/configs/g24_supervised.py:runlocal"
 
 
 def _cli(data_dir: str, workdir: str) -> list[str]:
@@ -32,10 +32,10 @@ def _cli(data_dir: str, workdir: str) -> list[str]:
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory):
     from train import data
-    from train.configs import default
+    from train.configs import g24_supervised
 
     path = str(tmp_path_factory.mktemp("data"))
-    c = default.get_config("runlocal")
+    c = g24_supervised.get_config("runlocal")
     for key, value in {**TINY, "data.data_dir": path}.items():
         section, field = key.split(".")
         c[section][field] = value
@@ -254,8 +254,8 @@ def _grid(root: str, **kw):
     return g
 
 
-# The default supervised config with per-run overrides: exercises the override path of the grid.
-_OVERRIDES = dict(train_config="train/configs/default.py",
+# The small g24 supervised config with per-run overrides: exercises the override path of the grid.
+_OVERRIDES = dict(train_config="train/configs/g24_supervised.py",
                   overrides="data.n_max=4,tokenizer.number_encoding=whole,tokenizer.whole_max=40,"
                             "train.batch_size=32,train.warmup_steps=5,train.eval_every=50,"
                             "checkpoint.every=50")
@@ -272,7 +272,7 @@ def test_sweep_plan_statuses_print_and_slurm(tmp_path, capsys):
     assert plan.seq_len == 27 and plan.tokens_per_step == 32 * 27
     tok = tokenizer.TokenizerConfig(n_max=4, number_encoding="whole", max_digits=3, whole_max=40)
     for r in plan.runs:  # N and C are those run.json will record for this config
-        cfg = steps.model_config(dict(sweep.load_train_config("train/configs/default.py")
+        cfg = steps.model_config(dict(sweep.load_train_config("train/configs/g24_supervised.py")
                                       .model.to_dict(), depth=r.depth), tok)
         assert r.params == flops.param_counts(cfg)["non_embedding"]
         assert r.flops == r.steps * plan.tokens_per_step * flops.train_flops_per_token(cfg, 27)
@@ -285,7 +285,7 @@ def test_sweep_plan_statuses_print_and_slurm(tmp_path, capsys):
     out = capsys.readouterr().out
     commands = [line for line in out.splitlines() if line.startswith("python -m train.main")]
     assert len(commands) == len(plan.runs) - 1 and done.name not in "".join(commands)
-    assert commands[0] == ("python -m train.main --config=train/configs/default.py:size="
+    assert commands[0] == ("python -m train.main --config=train/configs/g24_supervised.py:size="
                            f"d{partial.depth} --workdir={root}/{partial.name} "
                            f"--config.train.steps={partial.steps} --config.data.n_max=4 "
                            "--config.tokenizer.number_encoding=whole --config.tokenizer.whole_max"
@@ -306,7 +306,7 @@ def test_sweep_plan_statuses_print_and_slurm(tmp_path, capsys):
                        capture_output=True, text=True, timeout=30)
     assert r.returncode == 0, r.stderr
     assert "srun --kill-on-bad-exit=1" in r.stdout and "-m train.main --multihost " \
-        f"--config=train/configs/default.py:size=d{partial.depth} --workdir={root}/" \
+        f"--config=train/configs/g24_supervised.py:size=d{partial.depth} --workdir={root}/" \
         f"{partial.name} " in r.stdout and "--xla_gpu_enable_latency_hiding_scheduler" in r.stdout
 
 

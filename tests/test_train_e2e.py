@@ -15,7 +15,7 @@ import pytest
 from helpers import final_params
 
 from train import modes, supervised
-from train.configs import default
+from train.configs import g24_supervised
 from train.metrics import read_jsonl
 from train.run_record import REQUIRED_KEYS
 
@@ -29,7 +29,7 @@ TINY = {"data.n_max": 4, "data.num_problems": 60, "data.eval_num_problems": 20,
 
 
 def tiny_config(data_dir: str, **overrides):
-    c = default.get_config("runlocal")
+    c = g24_supervised.get_config("runlocal")
     for key, value in {**TINY, "data.data_dir": data_dir, **overrides}.items():
         *section, field = key.split(".")
         (c[section[0]] if section else c)[field] = value
@@ -145,7 +145,7 @@ def test_mode_eval_losses_and_search_sweep(tmp_path, data_dir):
         modes.run("eval", config, work)
     assert not os.path.exists(work)
     proc = subprocess.run([sys.executable, "-m", "train.main", "--mode=eval", f"--workdir={work}",
-                           "--config=train/configs/default.py:runlocal"], cwd=REPO,
+                           "--config=train/configs/g24_supervised.py:runlocal"], cwd=REPO,
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and f"{work} holds no checkpoint" in proc.stderr
 
@@ -174,7 +174,7 @@ def test_mode_eval_losses_and_search_sweep(tmp_path, data_dir):
 
 
 def _launch(c, work: str, log: str, env: dict) -> subprocess.Popen:
-    cmd = [sys.executable, "-m", "train.main", "--config=train/configs/default.py:runlocal",
+    cmd = [sys.executable, "-m", "train.main", "--config=train/configs/g24_supervised.py:runlocal",
            f"--workdir={work}", *_args(c)]
     return subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.DEVNULL,
                             stderr=open(log, "w"))

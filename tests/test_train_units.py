@@ -53,23 +53,23 @@ def test_config_override_typo_fails_parsing():
 
 
 def test_config_string_arguments():
-    from train.configs import default
+    from train.configs import g24_supervised
 
-    c = default.get_config("size=d3,runlocal")
+    c = g24_supervised.get_config("size=d3,runlocal")
     assert (c.model.depth, c.train.steps) == (3, 10)
     assert common.parse_arg("a=2,b", {"a": 1, "b": False}) == {"a": 2, "b": True}
     with pytest.raises(ValueError, match="'sise' .* allowed keys"):
-        default.get_config("sise=d2")
+        g24_supervised.get_config("sise=d2")
     with pytest.raises(ValueError, match="size='x2' is invalid"):
-        default.get_config("size=x2")
+        g24_supervised.get_config("size=x2")
     assert common.parse_size("smollm2_135m") == {"preset": "smollm2_135m"}
 
 
 def test_model_config_from_config():
-    from train.configs import default
+    from train.configs import g24_supervised
 
     tok = tokenizer.TokenizerConfig(n_max=4)
-    c = default.get_config("size=d2").to_dict()
+    c = g24_supervised.get_config("size=d2").to_dict()
     mc = steps.model_config(c["model"], tok)
     assert (mc.depth, mc.d_model, mc.vocab_size, mc.n_max) == (2, 128, tok.vocab_size, 4)
     c["model"]["depth"] = 0

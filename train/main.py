@@ -1,7 +1,7 @@
 r"""Entry point: ``python -m train.main --config=train/configs/<name>.py[:arg] --workdir=DIR``.
 
     python -m train.main --config=train/configs/default.py --workdir=runs/default
-    python -m train.main --config=train/configs/default.py:size=d2 --workdir=runs/d2 \
+    python -m train.main --config=train/configs/g24_supervised.py:size=d2 --workdir=runs/d2 \
         --config.train.steps=500 --mode=supervised
 
 ``--mode`` (default: ``config.mode``) is one of generate_data | supervised | eval |

@@ -1,52 +1,20 @@
-r"""Tiny CPU run: supervised policy/value training on Game-of-24 solver labels, a few minutes.
+r"""The ``make run`` job: search-and-learn from scratch, ``train/configs/search.py`` under the run
+name ``default``; the same arguments (``size=d<K>``, ``runlocal``, ...) and the same result.
 
     python -m train.main --config=train/configs/default.py --workdir=runs/default
-    python -m train.main --config=train/configs/default.py:size=d2 --workdir=runs/d2
+    python -m train.main --config=train/configs/default.py:runlocal --workdir=/tmp/smoke
 
-Generates its datasets on first use under ``<workdir>/../data`` (1000 training problems of class
-``g24`` -> 5000 labelled states; 100 held-out ``val`` problems -> 500). A d1 model (d_model 64,
-66k non-embedding parameters, 83-token states) trains 1000 updates of 64 states. Measured (2-core
-CPU sandbox): eval loss 3.45 (untrained) -> 2.88, eval policy top-1 accuracy (the chosen move
-keeps the state solvable) 0.09 -> 0.47, value BCE 0.69 -> 0.55; ~29k tokens/s.
-Arguments: ``size=d<K>`` (depth K, d_model = 64*K) and ``runlocal`` (a 10-step smoke test).
-
-``job`` picks the job: ``search_and_learn`` (``train/configs/search.py``, what ``make run`` runs)
-or ``supervised`` (everything above). The default ``job=auto`` is search-and-learn when the
-config has no argument at all and supervised otherwise, so ``default.py:size=d2`` and
-``default.py:runlocal`` (scaling sweeps, launch scripts) keep meaning the supervised run.
+The small fixed-dataset supervised job on g24 is ``train/configs/g24_supervised.py``.
 """
 
 import ml_collections
 
-from train.configs import common
+from train.configs import search
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
-    args = common.parse_arg(arg, {"size": "d1", "runlocal": False, "job": "auto"})
-    job = args.pop("job")
-    if job == "auto":
-        job = "supervised" if (arg or "").strip() else "search_and_learn"
-    if job == "search_and_learn":
-        from train.configs import search
-
-        parts = [f"size={args['size']}"] if "size=" in (arg or "") else []
-        c = search.get_config(",".join(parts + ["runlocal"] * args["runlocal"]))
-        c.unlock()
-        c.name = "default"
-        c.lock()
-        return c
-    if job != "supervised":
-        raise ValueError(f"config argument job={job!r}; allowed auto, search_and_learn, "
-                         "supervised.")
-    c = common.base_config()
+    c = search.get_config(arg)
+    c.unlock()
     c.name = "default"
-    c.data.problem_class = "g24"
-    c.data.num_problems, c.data.eval_num_problems, c.data.eval_batches = 1000, 100, 0
-    c.train.steps, c.train.batch_size, c.train.learning_rate = 1000, 64, 3e-3
-    c.train.warmup_steps, c.train.log_every, c.train.eval_every = 50, 25, 250
-    c.checkpoint.every = 250
-    common.apply_size(c, args["size"])
-    if args["runlocal"]:
-        common.runlocal(c)
     c.lock()
     return c
