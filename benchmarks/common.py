@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from collections.abc import Callable
 from typing import Any
 
 from launch import host
+from scaling import run_json
 
 host.tune_malloc()  # every benchmark imports this module: same allocator policy for both sides
 
@@ -41,8 +41,7 @@ def best_wall(fn: Callable[[], Any], repeats: int, warmup_calls: int = 0,
 def write_json(result: dict, path: str) -> dict:
     """Write ``result`` to ``path`` (creating folders) and return it."""
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    with open(path, "w", encoding="utf-8") as fh:
-        json.dump(result, fh, indent=2)
+    run_json.write_json(path, result)
     return result
 
 

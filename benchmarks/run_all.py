@@ -20,6 +20,8 @@ import subprocess
 import sys
 import time
 
+from scaling import run_json
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
@@ -65,8 +67,7 @@ def main(argv=None) -> dict:
         else:
             failed.append(name)
             summary[name] = {"wall_s": wall, "error": "timeout" if rc == -1 else f"exit code {rc}"}
-    with open(os.path.join(args.out_dir, "all.json"), "w", encoding="utf-8") as fh:
-        json.dump(summary, fh, indent=2)
+    run_json.write_json(os.path.join(args.out_dir, "all.json"), summary)
     print(
         f"=== {len(names) - len(failed)}/{len(names)} benchmarks ok; summary in "
         f"{os.path.join(args.out_dir, 'all.json')}" + (f"; failed: {failed}" if failed else "")

@@ -5,8 +5,8 @@
 count, a NaN, or a solve rate outside [0, 1] raises ValueError naming the file, the field and the
 allowed range (``skip_invalid=True`` turns that into a warning and drops the record). The fits only
 ever see the recorded numbers (params = non-embedding N, train_flops = C, tokens = D); nothing is
-re-derived here. Imports nothing of ours, so every layer writes its JSON through ``write_text`` /
-``write_json`` here (temp file + rename: a reader never sees half a file).
+re-derived here. The schema, the validator and the atomic writers belong to ``scaling.run_json``
+(the one owner of ``run.json``); their names are re-exported here for existing callers.
 """
 
 from __future__ import annotations
@@ -14,72 +14,24 @@ from __future__ import annotations
 import dataclasses
 import glob
 import json
-import math
 import os
 import warnings
-from typing import Any
 
 import numpy as np
 
+from scaling.run_json import (  # noqa: F401  (re-exported: the run.json owner's API)
+    POSITIVE_KEYS,
+    REQUIRED_KEYS,
+    RUN_JSON,
+    SEARCH_KEYS,
+    validate_record,
+    write_json,
+    write_text,
+)
+from scaling.run_json import check_positive as _positive
 
-def write_text(path: str, text: str) -> None:
-    """Write ``text`` to ``path`` atomically (a same-directory temp file, then ``os.replace``)."""
-    tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-    os.replace(tmp, path)
-
-
-def write_json(path: str, obj: Any, **dump_kwargs) -> None:
-    """``json.dumps(obj, indent=2, **dump_kwargs)`` written atomically (``write_text``)."""
-    write_text(path, json.dumps(obj, indent=2, **dump_kwargs))
-
-RUN_JSON = "run.json"
-REQUIRED_KEYS = ("name", "config", "params", "params_total", "params_embedding",
-                 "flops_per_token", "train_flops", "tokens", "steps", "final_metrics",
-                 "search_evals", "wall_time_s", "device_kind", "device_count", "git_commit")
-POSITIVE_KEYS = ("params", "params_total", "flops_per_token", "train_flops", "tokens", "steps")
 COMPUTE_KEYS = {"flops": "search_flops_per_problem", "evals": "evals_per_problem",
                 "simulations": "simulations"}  # axis name -> search_evals field
-SEARCH_KEYS = ("split", "method", "simulations", "evals_per_problem", "search_flops_per_problem",
-               "solve_rate", "num_problems")
-
-
-def _positive(value, where: str, allow_zero: bool = False) -> float:
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-    if not ok or not math.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
-        raise ValueError(f"{where}={value!r} is invalid; allowed: a finite number "
-                         f"{'>= 0' if allow_zero else '> 0'}.")
-    return float(value)
-
-
-def validate_record(rec: dict, source: str = "<record>") -> dict:
-    """Check one record against the run-record schema; raise ValueError naming the field."""
-    if not isinstance(rec, dict):
-        raise ValueError(f"{source}: a run record must be a JSON object, got {type(rec).__name__}.")
-    missing = [k for k in REQUIRED_KEYS if k not in rec]
-    if missing:
-        raise ValueError(f"{source}: missing key(s) {missing}; the run record requires "
-                         f"{REQUIRED_KEYS}.")
-    for key in POSITIVE_KEYS:
-        _positive(rec[key], f"{source}: {key}")
-    if not isinstance(rec["final_metrics"], dict):
-        raise ValueError(f"{source}: final_metrics must be an object of metric -> number.")
-    if not isinstance(rec["search_evals"], list):
-        raise ValueError(f"{source}: search_evals must be a list, got "
-                         f"{type(rec['search_evals']).__name__}.")
-    for i, ev in enumerate(rec["search_evals"]):
-        where = f"{source}: search_evals[{i}]"
-        if not isinstance(ev, dict) or any(k not in ev for k in SEARCH_KEYS):
-            raise ValueError(f"{where} must be an object with keys {SEARCH_KEYS}.")
-        _positive(ev["simulations"], f"{where}.simulations")
-        # Network-free methods (exhaustive search) record 0 FLOPs; an empty split 0 problems.
-        for key in ("evals_per_problem", "search_flops_per_problem", "num_problems"):
-            _positive(ev[key], f"{where}.{key}", allow_zero=True)
-        rate = ev["solve_rate"]
-        if not isinstance(rate, (int, float)) or not 0 <= rate <= 1:
-            raise ValueError(f"{where}.solve_rate={rate!r} is invalid; allowed [0, 1].")
-    return rec
 
 
 def find_record_paths(pattern: str) -> list[str]:

@@ -19,7 +19,7 @@ Methods and what ``budget`` B means (every entry records the evaluations actuall
 Evaluations cost ``flops_per_eval`` FLOPs for network methods and none for network-free ones.
 Outputs in ``<workdir>/search_eval``: results.json, results.md, per_problem.jsonl,
 solve_rate_<split>.png; ``search_evals`` entries are merged into ``<workdir>/run.json`` if present
-(``merge_entries``: a new entry replaces the one of the same measurement, ``entry_key``).
+(``scaling.run_json.merge_entries``: a new entry replaces the one of the same measurement).
 """
 
 from __future__ import annotations
@@ -27,20 +27,20 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
-import math
 import os
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import jax
 import numpy as np
-from scipy import stats as sps
 from tqdm import tqdm
 
+from scaling import run_json
 from scaling import workdir as workdir_lib
-from scaling.records import write_json, write_text
+from scaling.run_json import ENTRY_KEY, entry_key, merge_entries, write_json, write_text  # noqa: F401
 from search import baselines, game, mcts, problems
+from search.stats import clopper_pearson_ci, wilson_ci
 
 CSV_SPLITS = tuple(problems.CSV_SPLITS) + tuple(problems.XOT_SPLITS)
 NETWORK_METHODS = ("mcts", "mcts_muzero", "beam", "dfs", "sample")
@@ -48,30 +48,6 @@ FREE_METHODS = ("uniform_mcts", "exhaustive_dfs", "exhaustive_bfs")
 METHODS = NETWORK_METHODS + FREE_METHODS
 TREE_METHODS = ("mcts", "mcts_muzero", "uniform_mcts")  # each also reports <method>_tree
 DEFAULT_BUDGETS = tuple(2**k for k in range(9))  # 1 .. 256
-
-
-# ----------------------------------------------------------------------------- statistics
-
-
-def wilson_ci(k: int, n: int, conf: float = 0.95) -> tuple[float, float]:
-    """Wilson score interval of a binomial proportion k / n."""
-    if n == 0:
-        return 0.0, 1.0
-    z = sps.norm.ppf(0.5 + conf / 2)
-    p, z2 = k / n, z * z
-    mid, half = (p + z2 / (2 * n)), z * math.sqrt(p * (1 - p) / n + z2 / (4 * n * n))
-    lo, hi = (mid - half) / (1 + z2 / n), (mid + half) / (1 + z2 / n)
-    return (0.0 if k == 0 else max(0.0, lo)), (1.0 if k == n else min(1.0, hi))
-
-
-def clopper_pearson_ci(k: int, n: int, conf: float = 0.95) -> tuple[float, float]:
-    """Exact (Clopper-Pearson) interval of k / n."""
-    if n == 0:
-        return 0.0, 1.0
-    a = 1 - conf
-    lo = sps.beta.ppf(a / 2, k, n - k + 1) if k > 0 else 0.0
-    hi = sps.beta.ppf(1 - a / 2, k + 1, n - k) if k < n else 1.0
-    return float(lo), float(hi)
 
 
 # ----------------------------------------------------------------------------- networks
@@ -351,47 +327,12 @@ def write_outputs(out_dir: str, entries: list[dict], records: list[dict], meta: 
         plot(entries, split, os.path.join(out_dir, f"solve_rate_{split.replace(':', '_')}.png"))
 
 
-ENTRY_KEY = ("split", "method", "simulations", "epochs")
-
-
-def entry_key(entry: Mapping[str, Any]) -> tuple:
-    """Which measurement a ``search_evals`` entry is: its ``ENTRY_KEY`` values (None if absent;
-    ``epochs`` only in ``train.ttt`` entries).
-
-    Entries carry no checkpoint identity, and ``network`` is a label, not an identity: the same
-    checkpoint is labelled with its config name by ``--mode=eval`` and the training loops, with
-    its directory name by ``scripts/sweep_eval.py``, and network-free methods carry whatever
-    label the caller had. A run.json records one run, so a later entry of the same split, method
-    and budget supersedes: the newest checkpoint (or search options) wins, as readers key the
-    points (``scaling`` curves per (split, method), ``train.compare`` rows, the sweep_eval cache).
-    """
-    return tuple(entry.get(k) for k in ENTRY_KEY)
-
-
-def merge_entries(old: Sequence[Mapping[str, Any]],
-                  new: Sequence[Mapping[str, Any]]) -> list[dict]:
-    """``old`` then ``new`` with one entry per ``entry_key``: an entry replaces every earlier one
-    of its measurement (duplicates already in ``old`` included) and is placed last; the entries of
-    other measurements keep their order."""
-    out: dict[tuple, Any] = {}
-    for entry in [*old, *new]:
-        key = entry_key(entry)
-        out.pop(key, None)
-        out[key] = entry
-    return list(out.values())
-
-
 def append_to_run_record(workdir: str, entries: Sequence[dict]) -> bool:
-    """Merge contract-8 ``search_evals`` entries into ``<workdir>/run.json`` if it exists
-    (``merge_entries``: evaluating the same budgets again replaces, never duplicates)."""
-    path = os.path.join(workdir, "run.json")
-    if not os.path.exists(path) or jax.process_index() != 0:
+    """Merge ``search_evals`` entries into ``<workdir>/run.json`` if it exists, on process 0
+    (``scaling.run_json.merge_search_evals``: the same budgets again replace, never duplicate)."""
+    if jax.process_index() != 0:
         return False
-    with open(path, encoding="utf-8") as f:
-        record = json.load(f)
-    record["search_evals"] = merge_entries(record.get("search_evals", []), entries)
-    write_json(path, record)
-    return True
+    return run_json.merge_search_evals(workdir, entries)
 
 
 def warn_unexcluded(workdir: str, net: Network, loaded) -> list[str]:

@@ -42,7 +42,7 @@ from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
 
-from scaling import records
+from scaling import run_json
 from search import game, labeller, problems, solver
 
 _MAX_TRIES = 2000  # rejection attempts per example before giving up with an error
@@ -323,7 +323,7 @@ def write_exclusion(workdir: str, sets: Mapping[str, Sequence[problems.Problem]]
     returns {set: count} for run.json. Call it on one process only."""
     body = {name: sorted([list(p.canonical[0]), p.target] for p in plist)
             for name, plist in sets.items()}
-    records.write_json(os.path.join(workdir, EXCLUSION_JSON), body, sort_keys=True)
+    run_json.write_json(os.path.join(workdir, EXCLUSION_JSON), body, sort_keys=True)
     return {name: len(plist) for name, plist in sets.items()}
 
 

@@ -3,7 +3,7 @@ r"""Compare finished runs (``--mode=compare``): a markdown + JSON table and solv
     python -m train.main --config=train/configs/search.py --mode=compare \
         --runs=runs/sl,runs/sl_hindsight,runs/grpo --workdir=runs/compare
 
-Reads each run's ``run.json`` (``train.run_record``) and writes ``compare.md``, ``compare.json`` and
+Reads each run's ``run.json`` (``scaling.run_json``) and writes ``compare.md``, ``compare.json`` and
 ``curves.png`` to ``--workdir``: one row per (split, method, simulations[, epochs]) with each run's
 played-trajectory solve rate and 95% Wilson interval, then per run the compute used (non-embedding
 parameters, training FLOPs, self-play search FLOPs, eval search FLOPs per problem) and wall time.
@@ -12,18 +12,17 @@ parameters, training FLOPs, self-play search FLOPs, eval search FLOPs per proble
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Sequence
 from typing import Any
 
-from train import run_record
+from scaling import run_json
 
 
 def load_runs(runs: Sequence[str]) -> dict[str, dict]:
     out = {}
     for d in runs:
-        rec = run_record.read_run_record(d)
+        rec = run_json.read_record(d)
         if rec is None:
             raise FileNotFoundError(f"--runs: {d!r} has no run.json; pass finished run workdirs.")
         out[os.path.basename(os.path.normpath(d)) or d] = rec
@@ -119,10 +118,8 @@ def main(config, workdir: str, runs: Sequence[str] = ()) -> dict[str, Any]:
     t = table(recs)
     os.makedirs(workdir, exist_ok=True)
     md = markdown(t)
-    with open(os.path.join(workdir, "compare.md"), "w", encoding="utf-8") as f:
-        f.write(md)
-    with open(os.path.join(workdir, "compare.json"), "w", encoding="utf-8") as f:
-        json.dump(t, f, indent=2)
+    run_json.write_text(os.path.join(workdir, "compare.md"), md)
+    run_json.write_json(os.path.join(workdir, "compare.json"), t)
     png = plot_curves(recs, os.path.join(workdir, "curves.png"))
     print(md, flush=True)
     return {"compare_md": os.path.join(workdir, "compare.md"), "curves": png,

@@ -1,17 +1,17 @@
-"""``run.json``: the record of one training run that ``scaling`` reads (``REQUIRED_KEYS``).
+"""A training run's ``run.json`` record, built from what the run knows (``write_run_record``).
 
-Keys: ``name, config, params (non-embedding N), params_total, params_embedding, flops_per_token,
-train_flops (C = flops_per_token * tokens), tokens (D), steps, final_metrics, search_evals,
-wall_time_s, device_kind, device_count, git_commit``. ``tokens`` counts every token position
-the model was trained on (examples * sequence length, padding included: the model computes on
-it). The file is rewritten atomically (temp file + rename) on every update, so a reader never
-sees half a record; ``search_evals`` entries that ``search.eval`` appended are preserved
-(``search_evals=None``), or merged with the writer's own (``merge_search_evals=True``).
+The schema (``scaling.run_json.RunRecord``: ``name, config, params (non-embedding N),
+params_total, params_embedding, flops_per_token, train_flops (C = flops_per_token * tokens),
+tokens (D), steps, final_metrics, search_evals, wall_time_s, device_kind, device_count,
+git_commit``), the merge and the atomic write belong to ``scaling.run_json``; this module fills
+the record in. ``tokens`` counts every token position the model was trained on (examples *
+sequence length, padding included: the model computes on it). ``search_evals`` entries that
+``search.sweep`` appended are preserved (``search_evals=None``), or merged with the writer's own
+(``merge_search_evals=True``).
 """
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 from collections.abc import Mapping, Sequence
@@ -19,13 +19,8 @@ from typing import Any
 
 import jax
 
-from scaling import records
-from search import eval as search_eval
-
-RUN_JSON = "run.json"
-REQUIRED_KEYS = ("name", "config", "params", "params_total", "params_embedding",
-                 "flops_per_token", "train_flops", "tokens", "steps", "final_metrics",
-                 "search_evals", "wall_time_s", "device_kind", "device_count", "git_commit")
+from scaling import run_json
+from scaling.run_json import REQUIRED_KEYS, RUN_JSON  # noqa: F401  (re-exported)
 
 
 def git_commit(repo_dir: str | None = None) -> str | None:
@@ -51,12 +46,7 @@ def _jsonable(x: Any) -> Any:
     return x
 
 
-def read_run_record(workdir: str) -> dict | None:
-    path = os.path.join(workdir, RUN_JSON)
-    if not os.path.exists(path):
-        return None
-    with open(path, encoding="utf-8") as f:
-        return json.load(f)
+read_run_record = run_json.read_record
 
 
 def write_run_record(
@@ -70,7 +60,8 @@ def write_run_record(
     ``param_counts`` is ``scaling.flops.param_counts(cfg)``: keys total, embedding, non_embedding.
     ``search_evals=None`` keeps the entries already in the file; ``merge_search_evals=True``
     keeps them too, except those that ``search_evals`` measures again
-    (``search.eval.merge_entries``: same split, method, budget), which the new entries replace.
+    (``scaling.run_json.merge_entries``: same split, method, budget), which the new entries
+    replace.
     """
     path = os.path.join(workdir, RUN_JSON)
     if jax.process_index() != 0:
@@ -80,7 +71,7 @@ def write_run_record(
             raise ValueError(f"param_counts lacks {key!r}; got keys {sorted(param_counts)}.")
     if search_evals is None or merge_search_evals:
         old = (read_run_record(workdir) or {}).get("search_evals", [])
-        search_evals = old if search_evals is None else search_eval.merge_entries(old, search_evals)
+        search_evals = old if search_evals is None else run_json.merge_entries(old, search_evals)
     devices = jax.devices()
     record = {
         "name": name,
@@ -100,5 +91,4 @@ def write_run_record(
         "git_commit": git_commit(),
         **_jsonable(dict(extra or {})),
     }
-    records.write_json(path, record, sort_keys=True)
-    return path
+    return run_json.write_record(workdir, record)

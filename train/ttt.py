@@ -35,9 +35,8 @@ import optax
 from flax import nnx
 
 from nnx_models import lora
-from scaling import flops
-from search import eval as search_eval
-from search import mcts
+from scaling import flops, run_json
+from search import mcts, stats
 from train import metrics as metrics_lib
 from train import relabel, run_model, steps, supervised
 from train import search_and_learn as sl
@@ -147,8 +146,7 @@ def main(config, workdir: str) -> dict[str, Any]:
         base = repeat_baseline(s, full(lora0), per_problem, result, run)  # B = 0: base net
     out = {"source": source, "config": t, "ttt": result, "plain_search": base,
            "per_problem": per_problem, "wall_time_s": time.time() - t_start}
-    with open(os.path.join(workdir, "ttt.json"), "w", encoding="utf-8") as f:
-        json.dump(out, f, indent=2)
+    run_json.write_json(os.path.join(workdir, "ttt.json"), out)
     _report(s, workdir, result, base, out["wall_time_s"], t,
             "+".join(sorted({p["split"] for p in per_problem})))
     return {"ttt_solve_rate": result[-1]["solve_rate"],
@@ -206,7 +204,7 @@ def _report(s, workdir, ttt, base, wall, t, split: str) -> None:
                             "evals_per_problem": row["flops_per_problem"] / s["flops_per_eval"],
                             "search_flops_per_problem": row["flops_per_problem"],
                             "solve_rate": row["solve_rate"],
-                            "solve_rate_ci": list(search_eval.wilson_ci(
+                            "solve_rate_ci": list(stats.wilson_ci(
                                 round(row["solve_rate"] * row["num_problems"]),
                                 row["num_problems"])),
                             "num_problems": row["num_problems"]})
