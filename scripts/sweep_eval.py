@@ -55,9 +55,9 @@ def name_run(workdir: str) -> str:
 def missing_budgets(workdir: str, splits: Sequence[str], methods: Sequence[str],
                     budgets: Sequence[int]) -> list[int]:
     """The budgets for which ``run.json`` lacks an entry of some requested split and method
-    variant (``search.eval.variants``: ``mcts`` reports ``mcts`` and ``mcts_tree``, ``sample``
+    variant (``search.sweep.variants``: ``mcts`` reports ``mcts`` and ``mcts_tree``, ``sample``
     reports ``sample_pass`` and ``sample_majority``), whatever network label entries carry."""
-    from search.eval import variants
+    from search.sweep import variants
 
     with open(os.path.join(workdir, "run.json"), encoding="utf-8") as f:
         have = {(e["split"], e["method"], int(e["simulations"]))
@@ -95,8 +95,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--runs", required=True, help="glob of run directories")
-    p.add_argument("--splits", default="g24:test:107", help="comma list (search.eval splits)")
-    p.add_argument("--methods", default="mcts", help="comma list (search.eval methods)")
+    p.add_argument("--splits", default="g24:test:107", help="comma list (search.sweep splits)")
+    p.add_argument("--methods", default="mcts", help="comma list (search.sweep methods)")
     p.add_argument("--budgets", default="1,4,16,64,256", help="comma list of simulations")
     p.add_argument("--batch_size", type=int, default=128, help="problems per jitted call")
     p.add_argument("--csv", default=None, help="ToT 24.csv for the csv splits (default: the "

@@ -6,7 +6,7 @@ r"""Solve one puzzle from the command line with the shipped model (or any export
 
 The exact solver decides first: when it proves there is no solution the command prints
 ``no solution`` and exits 1. Otherwise the network's Gumbel MCTS (deterministic, ``--simulations``
-per move, as ``search.eval``'s ``mcts``) plays the puzzle; the printed expression is re-checked
+per move, as ``search.sweep``'s ``mcts``) plays the puzzle; the printed expression is re-checked
 with exact arithmetic (``game.replay``) whichever way it was found:
 
 - ``played``: the moves the search chose solve it;
@@ -93,20 +93,22 @@ def _verified(numbers, target, expression: str) -> str:
 
 @functools.lru_cache(maxsize=4)
 def _network(spec: str):
-    """One load per model in a process, so repeated solves reuse the compiled search."""
-    from search import eval as search_eval
+    """One load per model in a process, so repeated solves reuse the compiled search. Networks
+    are built in ``train/`` (``train.run_model.load_network``): this module is a program entry
+    point, which may sit at the top layer; no library module imports it (docs/architecture.md)."""
+    from train.run_model import load_network
 
-    return search_eval.load_network(spec)
+    return load_network(spec)
 
 
 def solve(numbers, target: int, model: str = DEFAULT_MODEL, simulations: int = 32) -> Answer:
     """Solver verdict, then the network's search (module docstring). ``model``: an export
     directory, ``hf:<dir>``, ``uniform`` (uniform-prior MCTS) or ``solver`` (no search)."""
-    from search import eval as search_eval
+    from search import sweep
 
     if simulations < 1:
         raise ValueError(f"--simulations={simulations} is out of range; allowed >= 1.")
-    # Six slots whatever n is: the states the shipped model trained on and search.eval scores.
+    # Six slots whatever n is: the states the shipped model trained on and search.sweep scores.
     rules = dataclasses.replace(game.Rules(), n_max=N_RANGE[1])
     exact = solver.solve(list(numbers), target, rules)
     base = dict(numbers=tuple(numbers), target=target, model=model, simulations=simulations)
@@ -122,9 +124,9 @@ def solve(numbers, target: int, model: str = DEFAULT_MODEL, simulations: int = 3
                          "(nnx_models.hf), 'uniform' or 'solver'.")
     net = _network(spec)
     t0 = time.perf_counter()
-    out, _ = search_eval.run_method("mcts" if spec != "uniform" else "uniform_mcts", simulations,
-                                    [problems.Problem(tuple(numbers), target)], rules, net,
-                                    search_eval.SweepOptions(batch_size=1), progress=False)
+    out, _ = sweep.run_method("mcts" if spec != "uniform" else "uniform_mcts", simulations,
+                              [problems.Problem(tuple(numbers), target)], rules, net,
+                              sweep.SweepOptions(batch_size=1), progress=False)
     wall = time.perf_counter() - t0
     played, tree = (out[k][0] for k in sorted(out))  # (mcts, mcts_tree) / (uniform_mcts, ..._tree)
     evals = played[2]

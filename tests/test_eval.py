@@ -1,4 +1,5 @@
-"""search/eval.py: intervals, splits, the sweep (verified solutions), outputs, run.json, CLI."""
+"""search/sweep.py, search/stats.py, train/eval_main.py: intervals, splits, the sweep (verified
+solutions), outputs, run.json, CLI."""
 
 import json
 import os
@@ -10,18 +11,21 @@ import jax
 import numpy as np
 import pytest
 
+from scaling.run_json import entry_key, merge_entries
 from search import baselines, game, problems
-from search import eval as ev
+from search import sweep as ev
+from search.stats import clopper_pearson_ci, wilson_ci
+from train.run_model import load_network
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def test_binomial_intervals_golden():
     # Published values for 8/10 at 95% (e.g. Brown, Cai & DasGupta 2001 tables / R binom.test).
-    np.testing.assert_allclose(ev.wilson_ci(8, 10), (0.4902, 0.9433), atol=1e-4)
-    np.testing.assert_allclose(ev.clopper_pearson_ci(8, 10), (0.4439, 0.9748), atol=1e-4)
-    assert ev.clopper_pearson_ci(0, 10) == pytest.approx((0.0, 1 - 0.025 ** 0.1))
-    assert ev.wilson_ci(10, 10)[1] == 1.0 and ev.wilson_ci(0, 0) == (0.0, 1.0)
+    np.testing.assert_allclose(wilson_ci(8, 10), (0.4902, 0.9433), atol=1e-4)
+    np.testing.assert_allclose(clopper_pearson_ci(8, 10), (0.4439, 0.9748), atol=1e-4)
+    assert clopper_pearson_ci(0, 10) == pytest.approx((0.0, 1 - 0.025 ** 0.1))
+    assert wilson_ci(10, 10)[1] == 1.0 and wilson_ci(0, 0) == (0.0, 1.0)
 
 
 def test_split_and_input_errors(tmp_path):
@@ -33,7 +37,7 @@ def test_split_and_input_errors(tmp_path):
         ev.load_split("n5:test:3", n_max=4)
     with pytest.raises(ValueError, match="does not exist"):
         ev.load_split("tot100", csv_path=str(tmp_path / "24.csv"))
-    net = ev.load_network("uniform")
+    net = load_network("uniform")
     with pytest.raises(ValueError, match="simulations must be >= 1"):
         ev.evaluate_run(str(tmp_path), net, ["g24:test:2"], budgets=[0, 1])
     with pytest.raises(ValueError, match="unknown"):
@@ -41,7 +45,7 @@ def test_split_and_input_errors(tmp_path):
     with pytest.raises(ValueError, match="batch_size=0"):
         ev.SweepOptions(batch_size=0)
     with pytest.raises(ValueError, match="--model='gpt5'"):
-        ev.load_network("gpt5")
+        load_network("gpt5")
     assert not os.listdir(tmp_path)  # nothing half-written
 
 
@@ -51,7 +55,7 @@ def sweep(tmp_path_factory):
     with open(workdir / "run.json", "w") as f:
         json.dump({"name": "x", "search_evals": [{"split": "old"}]}, f)
     opts = ev.SweepOptions(batch_size=8, beam_expand=4)
-    out = ev.evaluate_run(str(workdir), ev.load_network("uniform"), ["g24:test:12"],
+    out = ev.evaluate_run(str(workdir), load_network("uniform"), ["g24:test:12"],
                           methods=["uniform_mcts", "sample", "beam", "exhaustive_dfs",
                                    "exhaustive_bfs"], budgets=[16], n_max=4, opts=opts,
                           progress=False)
@@ -95,7 +99,7 @@ def test_sweep_entries_and_verified_solutions(sweep):
 
 def test_run_method_compiles_once():
     _, probs, rules = ev.load_split("g24:test:3", n_max=4)
-    net = ev.load_network("uniform")
+    net = load_network("uniform")
     outs = [ev.run_method("sample", 2, probs, rules, net, progress=False)[0] for _ in range(2)]
     assert outs[0] == outs[1]  # same seed, same answers
     fn = ev._batched_fn("sample", 2, net.make_evaluate, rules, ev.SweepOptions(), None)
@@ -106,7 +110,7 @@ def test_exhaustive_budget_monotone():
     _, probs, rules = ev.load_split("g24:test:12", n_max=4)
     rates = []
     for budget in (2, 16, 64, 2000):
-        out, _ = ev.run_method("exhaustive_dfs", budget, probs, rules, ev.load_network("uniform"))
+        out, _ = ev.run_method("exhaustive_dfs", budget, probs, rules, load_network("uniform"))
         rates.append(np.mean([ok for ok, _, _ in out["exhaustive_dfs"]]))
     assert rates == sorted(rates) and rates[0] == 0 and rates[-1] == 1.0  # g24 is all solvable
 
@@ -137,12 +141,12 @@ def test_run_record_merge_replaces_the_same_measurement(tmp_path):
     with open(tmp_path / "run.json", "w") as f:
         json.dump({"name": "x", "search_evals": [{"split": "old"}, stale, other, stale]}, f)
     run = lambda methods, budgets: ev.evaluate_run(
-        str(tmp_path), ev.load_network("uniform"), [g24], methods=methods, budgets=budgets,
+        str(tmp_path), load_network("uniform"), [g24], methods=methods, budgets=budgets,
         n_max=4, opts=ev.SweepOptions(batch_size=8, beam_expand=4), progress=False)["entries"]
     first = run(["uniform_mcts", "exhaustive_dfs"], [16])
     second = run(["uniform_mcts", "exhaustive_dfs"], [16])
-    assert len(second) == 3 and [ev.entry_key(e) for e in first] == [
-        ev.entry_key(e) for e in second]
+    assert len(second) == 3 and [entry_key(e) for e in first] == [
+        entry_key(e) for e in second]
     read = lambda: json.load(open(tmp_path / "run.json"))["search_evals"]
     assert read() == [{"split": "old"}, other, *second]  # stale (twice) and first replaced
     third = run(["exhaustive_dfs"], [64])
@@ -150,7 +154,7 @@ def test_run_record_merge_replaces_the_same_measurement(tmp_path):
     # ttt entries differ by epochs at one budget; duplicates in `new` collapse too.
     ttt = [dict(split="s", method="ttt_lora", simulations=8, epochs=k, solve_rate=r)
            for k, r in ((1, 0.1), (2, 0.2), (1, 0.3))]
-    assert ev.merge_entries([], ttt) == ttt[1:]
+    assert merge_entries([], ttt) == ttt[1:]
 
 
 def test_model_network_cost_and_resize():
@@ -158,7 +162,7 @@ def test_model_network_cost_and_resize():
     from nnx_models.tokenizer import TokenizerConfig
     from scaling.flops import forward_flops_per_state
 
-    net = ev.load_network("untrained:d1")
+    net = load_network("untrained:d1")
     rules = game.Rules(n_max=5)
     cfg = ModelConfig.from_depth(1)
     want = forward_flops_per_state(cfg, seq_len(TokenizerConfig(n_max=5)), 5)
@@ -172,7 +176,7 @@ def test_model_network_cost_and_resize():
 def test_tot100_exhaustive_solves_all(shared_bench):
     _, probs, rules = ev.load_split("tot100", str(shared_bench / "24.csv"), n_max=4)
     assert len(probs) == 100
-    out, _ = ev.run_method("exhaustive_dfs", 2000, probs, rules, ev.load_network("uniform"))
+    out, _ = ev.run_method("exhaustive_dfs", 2000, probs, rules, load_network("uniform"))
     rows = out["exhaustive_dfs"]
     assert all(ok for ok, _, _ in rows)
     for p, (_, expr, _) in zip(probs, rows, strict=True):

@@ -24,8 +24,7 @@ from helpers import corrupt_checkpoint as corrupt
 from helpers import final_params
 
 from scaling import workdir as workdir_lib
-from search import datasets
-from search import eval as search_eval
+from search import datasets, sweep
 from train import checkpoint as ckpt_lib
 from train import metrics, modes
 from train.configs import common, default
@@ -378,7 +377,7 @@ def test_bad_csv_split_and_dataset_inputs_named(tmp_path, env, capsys):
         workdir_lib.check_input_file("nope.csv", "--csv")
     with pytest.raises(ValueError, match=r"split 'g24:test:0': count='0' is out of range; "
                                          r"allowed an integer >= 1"):
-        search_eval.load_split("g24:test:0")
+        sweep.load_split("g24:test:0")
     with pytest.raises(ValueError, match=r"config.data.exclude_csv=.* is not a text csv"):
         common.validate(tiny_config("", **{"data.exclude_csv": str(binary)}))
     # search.datasets reads the csv before it labels anything; nothing is built.

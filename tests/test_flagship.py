@@ -13,7 +13,6 @@ from flax import nnx
 from benchmarks import gpu_check
 from nnx_models import tokenizer
 from scaling import flops
-from search import eval as search_eval
 from search import solve
 from train import flagship, modes, run_model, run_record, steps
 from train.configs import flagship as flagship_config
@@ -49,7 +48,7 @@ def test_two_phases_and_the_export(run):
     assert sl["config"]["train"]["learning_rate"] == 3e-4  # flagship.sl_learning_rate
     assert sl["exclusion"] == warm["exclusion"] and "n6:test:200" in sl["exclusion"]
     # the export holds the final search-and-learn parameters, exactly
-    net = search_eval.load_network(f"hf:{export}")
+    net = run_model.load_network(f"hf:{export}")
     model, _ = run_model.load_run_model(work)
     want = {run_model.path_key(p): np.asarray(x) for p, x in
             jax.tree_util.tree_leaves_with_path(nnx.state(model, nnx.Param))}

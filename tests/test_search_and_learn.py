@@ -9,8 +9,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from search import eval as search_eval
-from search import game
+from search import game, sweep
 from train import compare, grpo, modes, run_model, run_record, ttt
 from train import search_and_learn as sl
 from train.configs import search
@@ -220,7 +219,7 @@ def test_resume_keeps_search_evals_appended_outside(runs, tmp_path):
     mcts4 = next(e for e in own if e["method"] == "mcts")
     outside = dict(mcts4, simulations=64, solve_rate=0.5, network="sweep label")
     stale = dict(mcts4, solve_rate=0.123, network="sweep label")
-    assert search_eval.append_to_run_record(work, [outside, stale])
+    assert sweep.append_to_run_record(work, [outside, stale])
     assert sl.train_and_evaluate(tiny_config(), work)["status"] == "completed"  # finished: 0 its
     assert run_record.read_run_record(work)["search_evals"] == [outside, *own]
 

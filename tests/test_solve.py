@@ -85,14 +85,15 @@ def test_problems_file_csv_tsv_and_errors(tmp_path):
 
 
 def test_search_eval_scores_a_problems_file(tmp_path):
-    from search import eval as search_eval
+    from search import sweep
+    from train.run_model import load_network
 
     f = tmp_path / "mine.csv"
     f.write_text("numbers,target\n3 3 8 8,24\n1 1 1 1,24\n2 3 5 7 11,100\n")
-    name, probs, rules = search_eval.load_split(f"file:{f}")
+    name, probs, rules = sweep.load_split(f"file:{f}")
     assert name == "file:mine.csv" and len(probs) == 3 and rules.n_max == 5
-    out = search_eval.evaluate_run(str(tmp_path / "w"), search_eval.load_network("oracle"),
-                                   [f"file:{f}"], ["mcts"], [2])
+    out = sweep.evaluate_run(str(tmp_path / "w"), load_network("oracle"),
+                             [f"file:{f}"], ["mcts"], [2])
     played = next(e for e in out["entries"] if e["method"] == "mcts")
     assert played["num_problems"] == 3 and played["solve_rate"] == pytest.approx(2 / 3)
 

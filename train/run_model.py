@@ -1,4 +1,4 @@
-r"""A trained run's network from its workdir alone, and ``--mode=eval`` on it.
+r"""Networks for search: a trained run's from its workdir, an HF export's, and ``--mode=eval``.
 
     python -m train.main --config=train/configs/default.py:runlocal --workdir=runs/x --mode=eval \
         --config.search_eval.budgets=1,8,64
@@ -10,16 +10,21 @@ in the parameters of its newest checkpoint that restores. Checkpoints of both la
 saves ``{"train": <that train state>, "buffer": <replay buffer>}``; only the parameters are read
 from disk, never the optimizer moments or the buffer.
 
+``load_network(spec)`` / ``model_network(model)`` wrap a network (or a network-free baseline) as
+the ``search.types.Network`` that ``search.sweep`` searches with; ``search/`` itself never builds
+a network. ``python -m search.eval`` (``train/eval_main.py``) loads its ``--model`` here.
+
 ``eval_checkpoint(config, workdir)`` (``--mode=eval``) reports on the newest checkpoint: the
 eval-split losses for a supervised run (its dataset is the eval data), and for every run the
-``search.eval`` solve-rate sweep over ``config.search_eval`` (splits x methods x budgets), which
+``search.sweep`` solve-rate sweep over ``config.search_eval`` (splits x methods x budgets), which
 writes ``<workdir>/search_eval/`` and merges ``search_evals`` entries into ``<workdir>/run.json``
-(``search.eval.merge_entries``: same split, method and budget replaced).
+(``scaling.run_json.merge_entries``: same split, method and budget replaced).
 ``scripts/sweep_eval.py`` runs the same sweep over many runs of a scaling grid.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from collections.abc import Sequence
@@ -29,7 +34,8 @@ import jax
 import numpy as np
 
 from scaling import workdir as workdir_lib
-from search import eval as search_eval
+from search import sweep
+from search.types import Network
 from train import checkpoint as ckpt_lib
 from train import data as data_lib
 from train import steps
@@ -118,18 +124,58 @@ def load_run_model(workdir: str, step: int | None = None):
     return model, rules
 
 
+def model_network(model, name: str = "model") -> Network:
+    """A ``nnx_models.PolicyValueNet`` as a ``search.types.Network`` (its tokenizer re-sized to
+    each ``rules.n_max``): what ``search.sweep`` searches with."""
+    from flax import nnx
+
+    from nnx_models import make_evaluate, seq_len
+    from scaling.flops import forward_flops_per_state
+
+    graphdef, params = nnx.split(model)
+    tok = lambda rules: dataclasses.replace(model.tok_cfg, n_max=rules.n_max)
+    return Network(
+        name=name, params=params,
+        make_evaluate=lambda rules: make_evaluate(graphdef, tok(rules), rules),
+        flops_per_eval=lambda rules: float(forward_flops_per_state(
+            model.cfg, seq_len(tok(rules)), rules.n_max)))
+
+
+def load_network(spec: str, seed: int = 0) -> Network:
+    """A Network from a spec: ``uniform`` | ``oracle`` (``search.sweep.BASELINES``) |
+    ``untrained:d<depth>`` | ``hf:<dir>`` (an ``nnx_models.hf`` export)."""
+    if spec in sweep.BASELINES:  # network-free: nothing to load
+        return sweep.BASELINES[spec]
+    from flax import nnx
+
+    from nnx_models import ModelConfig, PolicyValueNet
+
+    if spec.startswith("untrained:d") and spec[len("untrained:d"):].isdigit():
+        cfg = ModelConfig.from_depth(int(spec[len("untrained:d"):]))
+        return model_network(PolicyValueNet(cfg, rngs=nnx.Rngs(seed)), spec)
+    if spec.startswith("hf:"):
+        path = spec[3:]
+        if not os.path.isdir(path):
+            raise ValueError(f"--model={spec!r}: {path} is not a directory; export a model with "
+                             "nnx_models.hf.save_pretrained(model, path) first.")
+        from nnx_models.hf import load_policy_value
+
+        return model_network(load_policy_value(path, seed=seed), spec)
+    raise ValueError(f"--model={spec!r} is unknown; allowed uniform, oracle, untrained:d<K>, "
+                     "hf:<export dir>.")
+
+
 def search_evaluate(workdir: str, splits: Sequence[str], methods: Sequence[str],
                     budgets: Sequence[int], *, batch_size: int = 128, csv_path: str | None = None,
                     name: str | None = None, progress: bool = False,
                     step: int | None = None) -> dict:
-    """``search.eval.evaluate_run`` on the run's own network (``load_run_model``): writes
+    """``search.sweep.evaluate_run`` on the run's own network (``load_run_model``): writes
     ``<workdir>/search_eval/``, merges into ``run.json``; returns {"entries", "out_dir"}."""
     model, rules = load_run_model(workdir, step)
-    net = search_eval.model_network(model, name or run_config(workdir).get("name", "model"))
-    return search_eval.evaluate_run(workdir, net, splits, methods, budgets, csv_path=csv_path,
-                                    n_max=rules.n_max,
-                                    opts=search_eval.SweepOptions(batch_size=batch_size),
-                                    progress=progress)
+    net = model_network(model, name or run_config(workdir).get("name", "model"))
+    return sweep.evaluate_run(workdir, net, splits, methods, budgets, csv_path=csv_path,
+                              n_max=rules.n_max, opts=sweep.SweepOptions(batch_size=batch_size),
+                              progress=progress)
 
 
 def _items(value: Any, field: str) -> list[str]:
@@ -143,9 +189,8 @@ def search_eval_args(cfg: dict) -> dict:
     """``config.search_eval`` checked (each error names its field) -> ``search_evaluate`` args."""
     se = cfg["search_eval"]
     methods = _items(se["methods"], "methods")
-    if bad := [m for m in methods if m not in search_eval.METHODS]:
-        raise ValueError(f"config.search_eval.methods: {bad} unknown; allowed "
-                         f"{search_eval.METHODS}.")
+    if bad := [m for m in methods if m not in sweep.METHODS]:
+        raise ValueError(f"config.search_eval.methods: {bad} unknown; allowed {sweep.METHODS}.")
     try:
         budgets = [int(b) for b in _items(se["budgets"], "budgets")]
     except ValueError:

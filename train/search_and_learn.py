@@ -35,8 +35,7 @@ from absl import logging
 from nnx_models import evaluate as evaluate_lib
 from nnx_models import tokenizer
 from scaling import flops
-from search import eval as search_eval
-from search import game, mcts, problems, stream
+from search import game, mcts, problems, stream, sweep
 from train import checkpoint as ckpt_lib
 from train import data as data_lib
 from train import mesh as mesh_lib
@@ -80,7 +79,7 @@ def eval_sets(cfg: dict, rules: game.Rules) -> list[EvalSet]:
     ``tot100``-style ToT splits read from ``eval.csv``), played with the run's rules."""
     out = []
     for spec in split_names(cfg["eval"]["sets"], "eval.sets"):
-        name, probs, set_rules = search_eval.load_split(spec, cfg["eval"]["csv"] or None,
+        name, probs, set_rules = sweep.load_split(spec, cfg["eval"]["csv"] or None,
                                                         rules.n_max)
         if set_rules != rules:
             raise ValueError(f"config.eval.sets: {spec!r} has rules {set_rules}, different from "
@@ -119,14 +118,14 @@ class Evaluator:
         self.network = network or cfg["name"]
         self.make_evaluate = lambda rules: evaluate
         self.flops_per_eval = lambda rules: flops_per_eval
-        self.opts = search_eval.SweepOptions(max_num_considered_actions=e["max_considered"],
+        self.opts = sweep.SweepOptions(max_num_considered_actions=e["max_considered"],
                                              seed=e["seed"])
 
     def __call__(self, params, sets: list[EvalSet]) -> list[dict[str, Any]]:
-        net = search_eval.Network(self.network, self.make_evaluate, params, self.flops_per_eval)
+        net = sweep.Network(self.network, self.make_evaluate, params, self.flops_per_eval)
         out = []
         for es in sets:
-            entries, _ = search_eval.run_sweep(es.name, es.problems, self.rules, net,
+            entries, _ = sweep.run_sweep(es.name, es.problems, self.rules, net,
                                                (self.method,), self.sims, self.opts, self.mesh,
                                                progress=False)
             out += entries

@@ -28,8 +28,7 @@ import jax
 import numpy as np
 
 from nnx_models import tokenizer
-from search import eval as search_eval
-from search import game, problems, stream
+from search import game, problems, stream, sweep
 from train import data as data_lib
 from train import mesh as mesh_lib
 
@@ -51,9 +50,9 @@ def exclusion_sets(config: Mapping[str, Any]) -> dict[str, list[problems.Problem
         _specs(config.get("eval", {}).get("sets", "")) + _specs(d.get("exclude", ""))
     out: dict[str, list[problems.Problem]] = {}
     for spec in dict.fromkeys(specs):
-        if spec in search_eval.CSV_SPLITS and not csv:
+        if spec in sweep.CSV_SPLITS and not csv:
             continue  # a csv split with no csv cannot be evaluated either
-        _, probs, _ = search_eval.load_split(spec, csv or None)
+        _, probs, _ = sweep.load_split(spec, csv or None)
         out[spec] = probs
     if csv:
         out["24.csv:all1362"] = problems.load_24csv(csv, "all1362")
