@@ -106,21 +106,15 @@ def train_row(depth: int, batch_size: int, steps: int, encoding: str) -> dict:
     heads of 32, the config's representation with ``encoding``), on a batch of labelled states."""
     import jax
 
-    from train import steps as steps_lib
-    from train import stream_data
-    from train import supervised as sup
+    from train import setup, stream_data
     from train.configs import supervised as sup_config
 
     arg = f"size=d{depth},width={64 * depth},batch={batch_size},encoding={encoding}"
     arg += "" if encoding in ("packed", "numeric") else ",layout=causal,pool=summary"
     cfg = sup_config.get_config(arg).to_dict()
-    s = sup.setup(cfg, "unused")
-    mesh, tok = s["mesh"], s["tok_cfg"]
-    graphdef, _, shardings, init = steps_lib.abstract_train_state(s["model_cfg"], tok, s["tx"],
-                                                                  mesh, seed=0)
-    step = steps_lib.jit_train_step(graphdef, s["tx"], steps_lib.loss_config(cfg["train"]),
-                                    shardings, mesh)
-    loader = stream_data.StreamLoader(stream_data.stream_config(cfg, s["rules"], frozenset()),
+    s = setup.build(cfg)
+    mesh, tok, step, init = s.mesh, s.tok_cfg, s.program.train_step, s.program.init_fn
+    loader = stream_data.StreamLoader(stream_data.stream_config(cfg, s.rules, frozenset()),
                                       batch_size, mesh, tok, prefetch=0)
     batch = loader.batch(0)  # a real batch of the training stream
     held = {"state": init()}
@@ -135,7 +129,7 @@ def train_row(depth: int, batch_size: int, steps: int, encoding: str) -> dict:
     t = best_wall(one, steps, warmup_calls=2)
     params = sum(x.size for x in jax.tree.leaves(held["state"]["params"]))
     return {"model": f"d{depth}/{encoding}", "params": int(params), "batch": batch_size,
-            "tokens_per_state": int(s["seq_len"]), "step_ms": t * 1e3,
+            "tokens_per_state": int(s.seq_len), "step_ms": t * 1e3,
             "states_per_s": batch_size / t, "compile_s": compile_s,
             "device": str(jax.devices()[0].platform)}
 

@@ -10,7 +10,7 @@ import pytest
 from flax import nnx
 
 from search import game, sweep
-from train import compare, grpo, modes, run_model, run_record, ttt
+from train import compare, grpo, loop, modes, run_model, run_record, selfplay, setup, ttt
 from train import search_and_learn as sl
 from train.configs import search
 from train.metrics import read_jsonl
@@ -157,7 +157,7 @@ def test_grpo_tiny_run(tmp_path):
     assert rec["mode"] == "grpo" and rec["steps"] == 2 * 4  # iterations x steps_per_iter
     assert {(e["method"], e["simulations"]) for e in rec["search_evals"]} == {
         (m, 4) for m in ("mcts", "mcts_tree", "uniform_mcts", "uniform_mcts_tree")}
-    assert set(out) == set(sl.eval_metrics(rec["search_evals"]))
+    assert set(out) == set(loop.eval_metrics(rec["search_evals"]))
     rows = [json.loads(line) for line in open(os.path.join(work, "metrics.jsonl"))]
     assert [r["step"] for r in rows] == [1, 2]
     assert all(np.isfinite(r["train/loss"]) and r["time/search_s"] > 0 for r in rows)
@@ -168,7 +168,7 @@ def test_grpo_tiny_run(tmp_path):
 def test_init_from_another_runs_checkpoint(runs, tmp_path):
     """``init.source=supervised`` restores the newest parameters of a finished run's workdir."""
     c = tiny_config(**{"init.source": "supervised", "init.path": runs["full"]})
-    got = sl.initial_state(sl.build(c, str(tmp_path / "w")))
+    got = setup.initial_state(setup.build(c, from_init=True))
     want, _ = run_model.restore_numpy(runs["full"])
     saved = {run_model.path_key(p): x for p, x in
              jax.tree_util.tree_leaves_with_path(want["train"]["params"])}
@@ -178,7 +178,7 @@ def test_init_from_another_runs_checkpoint(runs, tmp_path):
     wrong = tiny_config(**{"init.source": "supervised", "init.path": runs["full"],
                            "model.d_model": 32})
     with pytest.raises(ValueError, match="this config expects"):
-        sl.initial_state(sl.build(wrong, str(tmp_path / "w2")))
+        setup.initial_state(setup.build(wrong, from_init=True))
 
 
 def test_mode_eval_on_a_search_and_learn_checkpoint(runs, tmp_path):
@@ -228,12 +228,12 @@ def test_curriculum_pools_skip_excluded_problems():
     rules = game.Rules(n_max=4)
     cfg = {"sl": {"curriculum": "g24", "train_problems": 50, "curriculum_threshold": 0.5},
            "data": {"seed": 0}}
-    full = sl.Curriculum(cfg, rules).pool(0)
+    full = selfplay.Curriculum(cfg, rules).pool(0)
     drop = frozenset(p.canonical for p in full[:10])
-    kept = sl.Curriculum(cfg, rules, drop).pool(0)
+    kept = selfplay.Curriculum(cfg, rules, drop).pool(0)
     assert len(kept) == 40 and not {p.canonical for p in kept} & drop
     with pytest.raises(ValueError, match="every training problem of 'g24'"):
-        sl.Curriculum(cfg, rules, frozenset(p.canonical for p in full)).pool(0)
+        selfplay.Curriculum(cfg, rules, frozenset(p.canonical for p in full)).pool(0)
 
 
 def test_stream_mixer_spacing_and_bad_share(tmp_path):
@@ -245,11 +245,11 @@ def test_stream_mixer_spacing_and_bad_share(tmp_path):
             self.positions.append(position)
             return {"position": position}
 
-    mixer = sl.StreamMixer.__new__(sl.StreamMixer)
+    mixer = selfplay.StreamMixer.__new__(selfplay.StreamMixer)
     mixer.per_it, mixer.k, mixer.loader = 3, 8, Fake()
     used = [k for k in range(8) if mixer.batch(5, k) is not None]
     assert len(used) == 3 and used == sorted(set(used))  # 3 of 8 steps, each once
-    assert mixer.loader.positions == [sl.StreamMixer.OFFSET + 15 + j for j in range(3)]
+    assert mixer.loader.positions == [selfplay.StreamMixer.OFFSET + 15 + j for j in range(3)]
     with pytest.raises(ValueError, match="config.sl.stream_share=1.5"):
         sl.train_and_evaluate(tiny_config(**{"sl.stream_share": 1.5}), str(tmp_path / "w"))
     assert not os.path.exists(tmp_path / "w")

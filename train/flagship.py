@@ -17,7 +17,7 @@ from typing import Any
 import jax
 import ml_collections
 
-from train import run_model, search_and_learn, supervised
+from train import modes, run_model
 
 EXPORT = "export"
 
@@ -65,10 +65,10 @@ def train_and_evaluate(config, workdir: str) -> dict[str, Any]:
     if _finished(warm_dir):
         print(f"[flagship] warm start in {warm_dir} is finished; skipping it", flush=True)
     else:
-        supervised.train_and_evaluate(warm_cfg, warm_dir)
+        modes.dispatch("supervised", warm_cfg, warm_dir)
     sl_cfg.init.source, sl_cfg.init.path = "supervised", warm_dir
     sl_cfg.lock()
-    result = search_and_learn.train_and_evaluate(sl_cfg, workdir)
+    result = modes.dispatch("search_and_learn", sl_cfg, workdir)
     if result.get("status") in ("completed", "time_limit"):
         result["export"] = export(workdir)
         print(f"[flagship] exported the network to {result['export']}", flush=True)

@@ -13,11 +13,13 @@ policy and, with ``grpo.value_weight > 0``, a BCE value loss on the rollout outc
 head is not part of the RL objective but MCTS evaluation needs a value; 0 leaves it untrained).
 
 Logging, evaluation (played-trajectory MCTS solve rate vs the uniform-prior baseline) and
-``run.json`` are those of ``train.search_and_learn``, so both appear in one comparison table.
+``run.json`` are the loop phases search-and-learn runs too (``train.loop``), so both appear in
+one comparison table. GRPO keeps no checkpoints: every call starts from ``config.init``.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import time
 from typing import Any
@@ -28,12 +30,12 @@ import numpy as np
 import optax
 from flax import nnx
 
+from nnx_models import tokenizer
 from search import baselines, game, mcts, problems
 from train import checkpoint as ckpt_lib
+from train import loop, relabel, selfplay
 from train import mesh as mesh_lib
-from train import metrics as metrics_lib
-from train import relabel, supervised
-from train import search_and_learn as sl
+from train import setup as setup_lib
 
 CLIP = 0.2
 
@@ -72,7 +74,8 @@ def _step(state, batch, ref_logp, old_logp, *, graphdef, tx, gcfg):
     return new, {"loss": loss, **m, "grad_norm": optax.global_norm(grads)}
 
 
-def rollout_batch(s: dict, ro: baselines.Rollouts, start: game.State, normalize: bool) -> dict:
+def rollout_batch(rules: game.Rules, tok_cfg, ro: baselines.Rollouts, start: game.State,
+                  normalize: bool) -> dict:
     """Rollouts [P, G] -> flat per-move rows [P*G*T] with advantages (inactive rows weight 0)."""
     ro = jax.device_get(ro)
     p, g = ro.solved.shape
@@ -82,89 +85,98 @@ def rollout_batch(s: dict, ro: baselines.Rollouts, start: game.State, normalize:
         adv = adv / (r.std(1, keepdims=True) + 1e-6)
     starts = jax.tree.map(lambda x: np.repeat(np.asarray(x), g, axis=0), start)
     traj = jax.device_get(relabel.replay_actions(starts, jnp.asarray(ro.actions.reshape(p * g, -1)),
-                                                 s["rules"]))
+                                                 rules))
     t = traj.actions.shape[1]
     flat = lambda x: np.asarray(x).reshape((p * g * t,) + np.shape(x)[2:])
     per_move = lambda x: np.repeat(x.reshape(p * g, 1), t, axis=1)
-    return {"tokens": flat(sl._tokens(traj.states, s["tok_cfg"])), "policy": flat(traj.policy),
+    tokens = np.asarray(tokenizer.encode(traj.states, tok_cfg))
+    return {"tokens": flat(tokens), "policy": flat(traj.policy),
             "legal": flat(traj.legal), "advantage": flat(per_move(adv)),
             "value": flat(per_move(r)), "weight": flat(traj.active).astype(np.float32)}
 
 
-def main(config, workdir: str) -> dict[str, Any]:
-    t_start = time.time()
-    cfg0 = supervised.as_dict(config)
-    g = cfg0["grpo"]
+def prepare(config, workdir: str) -> setup_lib.RunSetup:
+    """The run's ``RunSetup`` with the curriculum and eval sets; checked before any write."""
+    cfg = setup_lib.as_dict(config)
+    g = cfg["grpo"]
     for key in ("iterations", "problems", "group", "steps_per_iter"):
         if g[key] < 1:
             raise ValueError(f"config.grpo.{key}={g[key]} is out of range; allowed >= 1.")
     if g["group"] < 2:
         raise ValueError(f"config.grpo.group={g['group']} is out of range; allowed >= 2 "
                          "(the advantage is relative to the group mean).")
-    s = sl.build(config, workdir, total_steps=g["iterations"] * g["steps_per_iter"])
-    cfg, rules, mesh = s["cfg"], s["rules"], s["mesh"]
-    rows = g["problems"] * g["group"] * (rules.n_max - 1)
-    mesh_lib.check_batch_size(rows, mesh, "config.grpo.problems * group * (n_max - 1)")
+    s = setup_lib.build(cfg, total_steps=g["iterations"] * g["steps_per_iter"], from_init=True)
+    rows = g["problems"] * g["group"] * (s.rules.n_max - 1)
+    mesh_lib.check_batch_size(rows, s.mesh, "config.grpo.problems * group * (n_max - 1)")
     ckpt_lib.ensure_writable(workdir)
-    supervised.check_resume_config(workdir, cfg)
-    supervised.write_config(workdir, cfg)
-    curriculum, sets = sl.Curriculum(cfg, rules), sl.eval_sets(cfg, rules)
-    state = sl.initial_state(s)
+    setup_lib.check_resume_config(workdir, s.cfg)
+    setup_lib.write_config(workdir, s.cfg)
+    data = loop.LoopData(selfplay.Curriculum(s.cfg, s.rules), loop.eval_sets(s.cfg, s.rules),
+                         loop.sims_list(s.cfg))
+    return dataclasses.replace(s, data=data)
+
+
+def compiled_steps(s: setup_lib.RunSetup):
+    """(the jitted GRPO update, the jitted log-probabilities of the policy)."""
+    g, batch_sh = s.cfg["grpo"], mesh_lib.batch_sharding(s.mesh)
+    gcfg = {"kl_coef": float(g["kl_coef"]), "value_weight": float(g["value_weight"])}
+    step = jax.jit(functools.partial(_step, graphdef=s.graphdef, tx=s.tx, gcfg=gcfg),
+                   in_shardings=(s.shardings, batch_sh, batch_sh, batch_sh),
+                   out_shardings=(s.shardings, mesh_lib.replicated(s.mesh)), donate_argnums=0)
+    return step, jax.jit(functools.partial(_logp, graphdef=s.graphdef))
+
+
+def rollouts(run: loop.LoopRun, sample, it: int):
+    """(rollouts, start states) of iteration ``it``: ``grpo.group`` samples of each problem."""
+    s, g, seed = run.s, run.s.cfg["grpo"], run.s.cfg["seed"]
+    probs, _ = s.data.curriculum.batch(run.meta["level"], g["problems"], seed, it)
+    start = problems.problems_to_state(probs, s.rules)
+    ro = sample(run.state["params"], jax.random.fold_in(jax.random.key(seed), it), start)
+    run.meta["selfplay_evals"] += float(np.asarray(ro.evals).sum())
+    return ro, start
+
+
+def train_phase(run: loop.LoopRun, steps, ref_params, ro, start) -> dict[str, float]:
+    """``grpo.steps_per_iter`` clipped updates on the rollouts' moves; the last step's metrics."""
+    s, g = run.s, run.s.cfg["grpo"]
+    step, logp = steps
+    batch_sh = mesh_lib.batch_sharding(s.mesh)
+    host = rollout_batch(s.rules, s.tok_cfg, ro, start, g["normalize"])
+    batch = {k: jax.device_put(v, batch_sh) for k, v in host.items()}
+    old = (logp(run.state["params"], batch) * batch["policy"]).sum(-1)
+    ref = logp(ref_params, batch)
+    for _ in range(g["steps_per_iter"]):
+        run.state, m = step(run.state, batch, ref, old)
+    run.meta["updates"] += g["steps_per_iter"]
+    return {f"train/{k}": float(v) for k, v in jax.device_get(m).items()}
+
+
+def main(config, workdir: str) -> dict[str, Any]:
+    t_start = time.time()
+    s = prepare(config, workdir)
+    g = s.cfg["grpo"]
+    state, _, _, _ = setup_lib.restore_or_init(s)  # no checkpointer: the init source
     ref_params = jax.tree.map(jnp.copy, state["params"])
     sample = mcts.make_batched(functools.partial(
-        baselines.sample_rollouts, evaluate=s["evaluate"], rules=rules, k=g["group"],
-        temperature=g["temperature"]), rules, mesh)
-    gcfg = {"kl_coef": float(g["kl_coef"]), "value_weight": float(g["value_weight"])}
-    batch_sh = mesh_lib.batch_sharding(mesh)
-    step = jax.jit(functools.partial(_step, graphdef=s["graphdef"], tx=s["tx"], gcfg=gcfg),
-                   in_shardings=(s["shardings"], batch_sh, batch_sh, batch_sh),
-                   out_shardings=(s["shardings"], mesh_lib.replicated(mesh)), donate_argnums=0)
-    logp = jax.jit(functools.partial(_logp, graphdef=s["graphdef"]))
-    model_eval = sl.Evaluator(s["evaluate"], rules, sl.sims_list(cfg), cfg, mesh, "mcts",
-                              s["flops_per_eval"])
-    meta = {"level": 1, "updates": 0, "wall_time_s": 0.0, "selfplay_evals": 0.0, "history": [],
-            "baseline": sl.Evaluator(None, rules, sl.sims_list(cfg), cfg, mesh, "uniform_mcts",
-                                     0.0, "uniform")(None, sets)}
-    entries = model_eval(state["params"], sets)
-    meta["history"].append({"iteration": 0, "updates": 0, "selfplay_evals": 0.0,
-                            "entries": entries})
-    writer = metrics_lib.MetricWriter(workdir, g["iterations"])
-    timer = metrics_lib.PhaseTimer()
+        baselines.sample_rollouts, evaluate=s.evaluate, rules=s.rules, k=g["group"],
+        temperature=g["temperature"]), s.rules, s.mesh)
+    steps = compiled_steps(s)
+    run = loop.start(s, workdir, state, None, 0, t_start, g["iterations"], log_untrained=False)
     try:
         for it in range(g["iterations"]):
-            with timer("search"):
-                probs, _ = curriculum.batch(meta["level"], g["problems"], cfg["seed"], it)
-                start = problems.problems_to_state(probs, rules)
-                ro = sample(state["params"], jax.random.fold_in(jax.random.key(cfg["seed"]), it),
-                            start)
-                meta["selfplay_evals"] += float(np.asarray(ro.evals).sum())
-            with timer("train"):
-                host = rollout_batch(s, ro, start, g["normalize"])
-                batch = {k: jax.device_put(v, batch_sh) for k, v in host.items()}
-                old = (logp(state["params"], batch) * batch["policy"]).sum(-1)
-                ref = logp(ref_params, batch)
-                for _ in range(g["steps_per_iter"]):
-                    state, m = step(state, batch, ref, old)
-                m = {f"train/{k}": float(v) for k, v in jax.device_get(m).items()}
-                meta["updates"] += g["steps_per_iter"]
+            with run.timer("search"):
+                ro, start = rollouts(run, sample, it)
+            with run.timer("train"):
+                m = train_phase(run, steps, ref_params, ro, start)
             m["selfplay/solve_rate"] = float(np.asarray(ro.solved).mean())
-            last = it + 1 == g["iterations"]
-            if (it + 1) % cfg["sl"]["eval_every"] == 0 or last:
-                with timer("eval"):
-                    entries = model_eval(state["params"], sets)
-                m.update(sl.eval_metrics(entries))
-                meta["history"].append({"iteration": it + 1, "updates": meta["updates"],
-                                        "selfplay_evals": meta["selfplay_evals"],
-                                        "entries": entries})
-            phases = timer.pop()
-            writer.write(it + 1, {**m, **phases})
-            writer.advance(it + 1)
-            sl.log_table(f"[grpo] iteration {it + 1}/{g['iterations']}: rollout solve "
-                         f"{m['selfplay/solve_rate']:.3f}, loss {m['train/loss']:.4f}",
-                         [(k.split("/")[1][:-2], f"{v:.2f}") for k, v in phases.items()],
-                         ("phase", "seconds"))
+            loop.maybe_eval_and_save(run, it + 1, it + 1 == g["iterations"], m)
+            phases = loop.end_iteration(run, it + 1, m)
+            loop.log_table(f"[grpo] iteration {it + 1}/{g['iterations']}: rollout solve "
+                           f"{m['selfplay/solve_rate']:.3f}, loss {m['train/loss']:.4f}",
+                           [(k.split("/")[1][:-2], f"{v:.2f}") for k, v in phases.items()],
+                           ("phase", "seconds"))
     finally:
-        writer.close()
-    meta["wall_time_s"] = time.time() - t_start
-    sl.record(s, workdir, meta, entries, "completed", mode="grpo")
-    return sl.eval_metrics(entries + meta["baseline"])
+        run.writer.close()
+    run.meta["wall_time_s"] = time.time() - t_start
+    loop.record(s, workdir, run.meta, run.last_eval, "completed", mode="grpo")
+    return loop.eval_metrics(run.last_eval + run.meta["baseline"])

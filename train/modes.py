@@ -22,11 +22,13 @@ def run(mode: str, config, workdir: str, runs: Sequence[str] = ()) -> object:
     """Runs ``mode`` on ``config`` in ``workdir``, validated first, under the workdir lock."""
     common.validate(config)
     with workdir_lib.hold(workdir):
-        return _dispatch(mode, config, workdir, runs)
+        return dispatch(mode, config, workdir, runs)
 
 
-def _dispatch(mode: str, config, workdir: str, runs: Sequence[str]) -> object:
-    """Lazy imports: generate_data needs no model."""
+def dispatch(mode: str, config, workdir: str, runs: Sequence[str] = ()) -> object:
+    """Runs ``mode`` without the checks and the lock of ``run`` (a mode that runs other modes
+    in its own workdir, ``train.flagship``, holds them already). Lazy imports: generate_data
+    needs no model, and no mode imports another."""
     if mode == "generate_data":
         from train import data
 
