@@ -3,7 +3,7 @@
 * ``exhaustive``: budgeted DFS/BFS over the real game tree, no network (host-side Python with
   exact Fractions; one "evaluation" = one generated state).
 * ``value_beam`` (TS-LLM BFS-V) and ``value_dfs`` (TS-LLM DFS-V, pruning by value): batched and
-  jitted, driven by an ``evaluate`` of type ``mcts.Evaluate``.
+  jitted, driven by an ``evaluate`` of type ``search.types.Evaluate``.
 * ``sample``: policy-only rollouts, pass@k and majority vote over the final value.
 * ``uniform_evaluate`` gives MCTS a uniform prior and zero value (search without learning);
   ``oracle_evaluate`` is the solver as a perfect network (an upper bound; host callback, slow).
@@ -18,13 +18,13 @@ import functools
 import itertools
 from fractions import Fraction
 
-import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from search import game, solver
-from search.mcts import NEG, Evaluate
+from search.mcts import NEG
+from search.types import Evaluate, Result, Rollouts  # noqa: F401  (re-exported)
 
 
 def uniform_evaluate(rules: game.Rules, value: float = 0.0) -> Evaluate:
@@ -69,16 +69,6 @@ def oracle_evaluate(rules: game.Rules, bad_logit: float = -4.0) -> Evaluate:
 
 
 # ----------------------------------------------------------------------------- results
-
-
-@chex.dataclass(frozen=True)
-class Result:
-    """Batch-major outcome of a baseline search (D = n_max - 1)."""
-
-    solved: jax.Array  # bool[B]; a solution was found (sampling: pass@k)
-    actions: jax.Array  # int32[B, D]; that solution from the initial state, -1 padded
-    evals: jax.Array  # int32[B]; network evaluations (states examined) spent on the problem
-    majority: jax.Array  # bool[B]; sampling: the majority final value is the target; else solved
 
 
 def _flat_eval(params, st: game.State, evaluate: Evaluate, lead: tuple[int, ...]):
@@ -212,18 +202,6 @@ def value_dfs(params, keys_B, state: game.State, evaluate: Evaluate, rules: game
 
 
 # ----------------------------------------------------------------------------- policy sampling
-
-
-@chex.dataclass(frozen=True)
-class Rollouts:
-    """k policy rollouts per problem (batch-major [B, k])."""
-
-    actions: jax.Array  # int32[B, k, D]; -1 after the end
-    solved: jax.Array  # bool[B, k]
-    complete: jax.Array  # bool[B, k]; ended with one number left (a final answer to vote on)
-    final_num: jax.Array  # int32[B, k]; value of the first live slot at the end
-    final_den: jax.Array  # int32[B, k]
-    evals: jax.Array  # int32[B, k]; network calls (one per move played)
 
 
 def sample_rollouts(params, keys_B, state: game.State, evaluate: Evaluate, rules: game.Rules,

@@ -4,12 +4,9 @@ Layout: ``<data_dir>/zero24_supervised/<name>/1.0.0/`` (and ``zero24_problems``)
 ``tfds.data_source("zero24_supervised/<name>", data_dir=...)``. Each dataset holds one split, the
 problem split it was drawn from (train / val / test: disjoint by canonical problem).
 
-Supervised states (the seed's ``generate_initial_data``): per problem, a random walk along solver
-paths (at every step a uniformly chosen move that keeps the state solvable) and, at every on-path
-state, with probability ``off_path`` one child reached by a random legal move that does NOT keep it
-solvable (value 0) or, when every legal move keeps it solvable, a random legal move. The engine
-(``search.game``) plays the moves; ``search.solver`` labels every non-terminal state:
-``value`` = solvable, ``policy`` = uniform over moves that keep it solvable (zero if unsolvable).
+Supervised states: solver-labelled random walks of problems (``search.examples``, whose names
+``supervised_examples`` and ``examples_to_state`` are re-exported here), stored with the features
+``Zero24Supervised.FEATURES``.
 
 Builds are idempotent (an existing dataset with the same parameters is kept; different parameters
 under the same name are an error) and atomic: TFDS writes into ``<data_dir>/.incomplete-*`` and the
@@ -23,7 +20,6 @@ Offline: GCS lookups are disabled (``NO_GCE_CHECK``, ``try_download_gcs=False``)
 from __future__ import annotations
 
 import dataclasses
-import functools
 import json
 import os
 import pathlib
@@ -36,23 +32,20 @@ from collections.abc import Mapping, Sequence
 
 os.environ.setdefault("NO_GCE_CHECK", "true")  # before tfds: no metadata-server probe
 
-import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow_datasets as tfds  # noqa: E402
 from etils import epath  # noqa: E402
 from tensorflow_datasets.core.utils import gcs_utils  # noqa: E402
-from tqdm import tqdm  # noqa: E402
 
 from scaling import workdir as workdir_lib  # noqa: E402
-from search import game, problems, solver  # noqa: E402
+from search import game, problems  # noqa: E402
+from search.examples import examples_to_state, supervised_examples  # noqa: E402, F401
 
 gcs_utils._is_gcs_disabled = True  # never reach for GCS metadata (offline machines, tests)
 VERSION = "1.0.0"
 PARAMS_FILE = "zero24_params.json"
 OWNER_FILE = ".owner.json"  # {host, pid, time} of an .incomplete-* build folder
 _FOREIGN_BUILD_MAX_AGE_S = 86400.0
-_CHUNK = 256  # problems per batched engine call (bounds the number of jit shapes)
 
 
 @dataclasses.dataclass(eq=False)
@@ -101,7 +94,8 @@ _S = lambda n: ()
 
 
 class Zero24Supervised(_Builder):
-    """Solver-labelled states (contract 4 features): name -> (shape of n_max, dtype; None = str)."""
+    """Solver-labelled states: feature name -> (shape of n_max, dtype; None = str). Each row is a
+    ``search.examples.supervised_examples`` row; ``examples_to_state`` turns rows into a State."""
 
     FEATURES = {
         "num": (_N, np.int32),
@@ -127,87 +121,6 @@ class Zero24Problems(_Builder):
         "target": (_S, np.int32),
         "class_name": (_S, None),
     }
-
-
-# ----------------------------------------------------------------------------- state sampling
-
-
-@functools.cache
-def _engine(rules: game.Rules):
-    """Jitted (views, step) for one rule variant: views(s) = (legal_mask, is_terminal)."""
-    views = jax.jit(lambda s: (game.legal_mask(s, rules), game.is_terminal(s, rules)))
-    return views, jax.jit(lambda s, a: game.step(s, a, rules))
-
-
-def _pick(mask: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """A uniformly random True column per row (0 where a row has none)."""
-    return np.argmax(np.where(mask, rng.random(mask.shape), -1.0), axis=-1).astype(np.int32)
-
-
-def supervised_examples(
-    plist: Sequence[problems.Problem],
-    rules: game.Rules,
-    seed: int,
-    off_path: float = 1.0,
-    class_name: str = "",
-    progress: bool = True,
-) -> dict[str, np.ndarray]:
-    """Labelled states of ``plist`` (module docstring) as arrays with the dataset's features."""
-    if not plist:
-        raise ValueError("plist is empty; need at least one problem.")
-    if not 0.0 <= off_path <= 1.0:
-        raise ValueError(f"off_path={off_path} is out of range; allowed 0..1.")
-    views, step = _engine(rules)
-    rng = np.random.default_rng(seed)
-    rows: list[dict[str, np.ndarray]] = []
-
-    def emit(state, legal, keep):
-        value, good = solver.labels_for_states(state, rules)
-        policy = good / np.maximum(good.sum(-1, keepdims=True), 1)
-        arrays = {
-            k: np.asarray(getattr(state, k))
-            for k in ("num", "den", "live", "target_num", "target_den", "moves")
-        }
-        arrays.update(policy=policy.astype(np.float32), legal=legal, value=value.astype(np.float32))
-        rows.append({k: v[keep] for k, v in arrays.items()} | {"n": n0[keep]})
-        return good
-
-    bar = tqdm(total=len(plist), desc=f"labelling {class_name or 'states'}", disable=not progress)
-    for lo in range(0, len(plist), _CHUNK):
-        chunk = plist[lo : lo + _CHUNK]
-        state = problems.problems_to_state(chunk, rules)
-        n0 = np.array([len(p.numbers) for p in chunk], np.int32)
-        for _ in range(rules.n_max - 1):
-            legal, term = (np.asarray(x) for x in views(state))
-            good = emit(state, legal, ~term)
-            if term.all():
-                break
-            bad = legal & ~good
-            off = np.where(bad.any(-1, keepdims=True), bad, legal)  # a wrong move if one exists
-            child = step(state, jnp.asarray(_pick(off, rng)))
-            c_legal, c_term = (np.asarray(x) for x in views(child))
-            emit(child, c_legal, ~term & ~c_term & (rng.random(len(chunk)) < off_path))
-            on = np.where(good.any(-1, keepdims=True), good, legal)
-            state = step(state, jnp.asarray(_pick(on, rng)))
-        bar.update(len(chunk))
-    bar.close()
-    out = {k: np.concatenate([r[k] for r in rows]) for k in rows[0]}
-    out["class_name"] = np.array([class_name] * len(out["value"]), dtype=object)
-    return out
-
-
-def examples_to_state(batch: Mapping[str, np.ndarray]) -> game.State:
-    """Dataset rows (dict of arrays with a leading batch axis) -> game.State."""
-    get = lambda k, dt: jnp.asarray(np.asarray(batch[k]), dt)
-    return game.State(
-        num=get("num", jnp.int32),
-        den=get("den", jnp.int32),
-        live=get("live", bool),
-        target_num=get("target_num", jnp.int32),
-        target_den=get("target_den", jnp.int32),
-        moves=get("moves", jnp.int32),
-        failed=jnp.zeros(np.asarray(batch["value"]).shape, bool),
-    )
 
 
 # ----------------------------------------------------------------------------- build / load
@@ -420,7 +333,8 @@ def _read(builder_cls, data_dir, name: str, split: str | None) -> dict[str, np.n
 
 
 def load_supervised(data_dir, name: str, split: str | None = None) -> dict[str, np.ndarray]:
-    """The whole split (default: the dataset's only split) as numpy arrays (contract 4 features)."""
+    """The whole split (default: the dataset's only split) as numpy arrays
+    (``Zero24Supervised.FEATURES``)."""
     return _read(Zero24Supervised, data_dir, name, split)
 
 

@@ -24,10 +24,16 @@ import itertools
 from collections.abc import Sequence
 from fractions import Fraction
 
-import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from search import rational
+from search.types import State  # noqa: F401  (game.State: the batch of states played here)
+
+# The int32 exact-rational arithmetic lives in search.rational; nnx_models.heads and
+# benchmarks/bench_game.py reach it through these names too.
+_op_results, _reduce = rational.op_results, rational.reduce
 
 OPS = ("+", "*", "-", "r-", "/", "r/")  # a+b, a*b, a-b, b-a, a/b, b/a
 NUM_OPS = len(OPS)
@@ -99,19 +105,6 @@ def encode_action(i: int, j: int, op: int, n_max: int) -> int:
     return pair * NUM_OPS + op
 
 
-@chex.dataclass(frozen=True)
-class State:
-    """A batch of game states; leading axes are batch axes, the last axis of slot arrays is N."""
-
-    num: jax.Array  # int32[..., N]; 0 in dead slots
-    den: jax.Array  # int32[..., N]; > 0, 1 in dead slots
-    live: jax.Array  # bool[..., N]
-    target_num: jax.Array  # int32[...]; targets may be rational (hindsight relabels)
-    target_den: jax.Array  # int32[...]
-    moves: jax.Array  # int32[...]; moves played so far
-    failed: jax.Array  # bool[...]; an illegal action was played: terminal, unsolved
-
-
 # ----------------------------------------------------------------------------- construction
 
 
@@ -161,87 +154,6 @@ def new_state(numbers: Sequence[Sequence[int]], targets: Sequence, rules: Rules)
         target_num=jnp.asarray(tnum), target_den=jnp.asarray(tden),
         moves=jnp.zeros((b,), jnp.int32), failed=jnp.zeros((b,), bool),
     )
-
-
-# ----------------------------------------------------------------------------- arithmetic
-
-
-GCD_STEPS = 30  # enough for every legal result (proof in _gcd_bounded)
-
-
-def _tz(v: jax.Array) -> jax.Array:
-    """Trailing zero bits of v > 0 (32 for v == 0)."""
-    return jax.lax.population_count((v & -v) - 1)
-
-
-def _gcd_bounded(x: jax.Array, y: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """(g, exact): g = gcd(x, y) wherever ``exact``; 0 <= x < 2**31, 1 <= y < 2**31.
-
-    Binary (Stein) gcd unrolled to a fixed GCD_STEPS iterations: shifts, min and abs vectorise on
-    CPU (integer remainders do not) and the whole loop fuses into one kernel, with no
-    data-dependent ``while_loop`` (one ``any`` reduction and several kernels per iteration).
-
-    Why GCD_STEPS iterations suffice for what the engine needs: at iteration k, x_k and y_k are odd
-    multiples of h, the odd part of g = gcd(x, y), and each iteration at least halves x_k * y_k,
-    starting from x_1 * y_1 <= (x / g) * (y / g) * h**2. An iteration that does not finish has
-    x_k != y_k, so x_k * y_k >= 3 h**2. For a *legal* result both x / g and y / g are <= max_abs
-    <= 2**15 - 1, so 3 * 2**(k - 1) <= max_abs**2 < 2**30 and every iteration from k = 30 on
-    finishes. Hence ``exact`` is False only for results that are out of range anyway, and the
-    legality decision stays exact (tests/test_game.py checks it against Fractions).
-    """
-    shift = _tz(x | y)
-    x_zero = x == 0
-    x, y = jnp.where(x_zero, y, x), jnp.where(x_zero, 0, y)
-    x = x >> _tz(x)  # odd
-    for _ in range(GCD_STEPS):
-        y = y >> _tz(y)  # odd, or 0 >> 32 = 0 once finished
-        x, y = jnp.minimum(x, y), jnp.abs(x - y)  # finished: (h, 0), then (0, h) for good
-    return (x + y) << shift, (x == 0) | (y == 0)
-
-
-def _raw_ops(an, ad, bn, bd):
-    """Unreduced results of the six ops on broadcastable operands: (num, den), each [..., 6]."""
-    an, ad, bn, bd = (x[..., None] for x in (an, ad, bn, bd))
-    cross_ab, cross_ba = an * bd, bn * ad  # all |.| < 2**30 (module docstring)
-    num = jnp.concatenate(
-        [cross_ab + cross_ba, an * bn, cross_ab - cross_ba, cross_ba - cross_ab, cross_ab,
-         cross_ba],
-        axis=-1,
-    )
-    den = jnp.concatenate([ad * bd, ad * bd, ad * bd, ad * bd, ad * bn, bd * an], axis=-1)
-    return num, den
-
-
-def _reduce(num, den, rules: Rules, allowed=None):
-    """Reduce num/den and check legality: (num, den, ok & allowed); (0, 1) where not ok.
-
-    The quotients by the gcd are computed in float32: a legal quotient is <= max_abs < 2**15, so
-    float32's relative error (< 2**-21 here) rounds away. The range checks compare
-    |num| <= (max_abs + 1/2) * g in float32, which is exact too: |num| / g is an integer, so the
-    margin is >= g / 2, far above the rounding error. ``rd`` is the root of one division with
-    ``ok`` folded in and ``rn = num * rd / den`` does not need g: XLA keeps divisions out of the
-    fusions that consume them, so the gcd runs once per result instead of once per consumer.
-    """
-    nonzero_den = den != 0
-    num = jnp.where(den < 0, -num, num)
-    den = jnp.where(nonzero_den, jnp.abs(den), 1)
-    g, exact = _gcd_bounded(jnp.abs(num), den)
-    numf, denf, gf = num.astype(jnp.float32), den.astype(jnp.float32), g.astype(jnp.float32)
-    bound = (rules.max_abs + 0.5) * gf
-    ok = nonzero_den & exact & (jnp.abs(numf) <= bound) & (denf <= bound)
-    if not rules.fractions:
-        ok &= (den == g) & (num > 0)
-    if allowed is not None:
-        ok &= allowed
-    rdf = jnp.where(ok, denf, 0.0) / jnp.maximum(gf, 1.0)  # 0 where illegal
-    rnf = (numf * rdf) / denf
-    rd = jnp.round(rdf).astype(jnp.int32)
-    return jnp.round(rnf).astype(jnp.int32), jnp.maximum(rd, 1), rd > 0
-
-
-def _op_results(an, ad, bn, bd, rules: Rules, allowed=None):
-    """Exact results of the six ops on broadcastable operands: (num, den, ok), each [..., 6]."""
-    return _reduce(*_raw_ops(an, ad, bn, bd), rules, allowed)
 
 
 def _pair_operands(state: State, rules: Rules):
@@ -345,7 +257,7 @@ def step(state: State, action: jax.Array, rules: Rules) -> State:
     action = jnp.where(in_range, action, 0)
     i, j, op = _decode(action, rules.n_max)
     an, ad, bn, bd = _at(state.num, i), _at(state.den, i), _at(state.num, j), _at(state.den, j)
-    cross_ab, cross_ba = an * bd, bn * ad  # the chosen op only (same formulas as _raw_ops)
+    cross_ab, cross_ba = an * bd, bn * ad  # the chosen op only (same formulas as rational.raw_ops)
     num = jnp.select(
         [op == 0, op == 1, op == 2, op == 3, op == 4],
         [cross_ab + cross_ba, an * bn, cross_ab - cross_ba, cross_ba - cross_ab, cross_ab],

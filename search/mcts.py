@@ -1,8 +1,9 @@
 """Batched, jit-compiled MCTS over the exact game with mctx (Gumbel MuZero default, PUCT option).
 
 The search never sees a model: it takes ``evaluate(params, state) -> (logits_BxA, value_B)``
-(``Evaluate`` below; illegal logits may already be -1e9, value in [0, 1]). The mctx embedding is
-the compact ``game.State`` itself; ``recurrent_fn`` steps the exact rules and re-evaluates.
+(``search.types.Evaluate``; illegal logits may already be ``game.ILLEGAL_LOGIT``, value in
+[0, 1]). The mctx embedding is the compact ``game.State`` itself; ``recurrent_fn`` steps the exact
+rules and re-evaluates. Results are ``search.types.Episode`` and ``Solution``.
 
 Value semantics: reward 1 on the move that reaches a solved state, discount 0 into any terminal
 state and value 0 there, so a root value / Q is the probability-like chance of solving.
@@ -21,7 +22,6 @@ from collections.abc import Callable
 from fractions import Fraction
 from typing import Any
 
-import chex
 import jax
 import jax.numpy as jnp
 import mctx
@@ -30,8 +30,8 @@ from jax.sharding import AxisType, Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from search import game
+from search.types import Episode, Evaluate, Solution  # noqa: F401  (re-exported)
 
-Evaluate = Callable[[Any, game.State], tuple[jax.Array, jax.Array]]
 NEG = game.ILLEGAL_LOGIT  # logit of an illegal action (the ``Evaluate`` convention)
 POLICIES = ("gumbel", "muzero")
 
@@ -274,25 +274,6 @@ def make_search(evaluate: Evaluate, rules: game.Rules, cfg: SearchConfig,
 # ----------------------------------------------------------------------------- episodes
 
 
-@chex.dataclass(frozen=True)
-class Episode:
-    """Batch-major record of searched episodes (T = n_max - 1 moves, D = n_max - 1)."""
-
-    states: game.State  # [B, T, ...] state before move t
-    actions: jax.Array  # int32[B, T]; -1 where the state was already terminal (passed through)
-    action_weights: jax.Array  # float32[B, T, A]; search policy targets, 0 where inactive
-    legal: jax.Array  # bool[B, T, A]
-    active: jax.Array  # bool[B, T]; a search ran on a live state and its move was played
-    root_values: jax.Array  # float32[B, T]; search value of the root
-    tree_found: jax.Array  # bool[B, T]; a solved node was in the search tree of move t
-    tree_actions: jax.Array  # int32[B, T, D]; that node's path from states[:, t], -1 padded
-    final_state: game.State  # [B, ...]
-    solved: jax.Array  # bool[B]; by the played trajectory
-    final_num: jax.Array  # int32[B]; value of the first live slot at the end (hindsight target)
-    final_den: jax.Array  # int32[B]
-    num_evals: jax.Array  # int32[B]; network evaluations spent on this problem's live moves
-
-
 def run_episodes(params, keys_B, state: game.State, evaluate: Evaluate, rules: game.Rules,
                  cfg: SearchConfig) -> Episode:
     """Play every problem to the end: search at each move, act, record. Pure, jittable.
@@ -333,16 +314,6 @@ def make_episode_runner(evaluate: Evaluate, rules: game.Rules, cfg: SearchConfig
     """Jitted ``run(params, rng, state) -> Episode``, batch sharded over ``mesh`` when given."""
     return make_batched(functools.partial(run_episodes, evaluate=evaluate, rules=rules, cfg=cfg),
                         rules, mesh)
-
-
-@dataclasses.dataclass(frozen=True)
-class Solution:
-    """Host-side, exactly verified outcome of one problem."""
-
-    played: bool  # the played trajectory solves it (verified by game.replay)
-    found: bool  # a verified solution exists: played, or anywhere in a search tree
-    actions: tuple[int, ...] | None  # the solution's actions from the initial state
-    expression: str | None  # its infix expression
 
 
 def solutions(episode: Episode, rules: game.Rules) -> list[Solution]:

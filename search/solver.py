@@ -2,8 +2,9 @@
 
 Legality is identical to ``search/game.py``: a result with ``|num| > max_abs`` or ``den > max_abs``
 is illegal, as is division by zero; under integer-only rules every result must be a positive
-integer. A value is packed into one Python int ``key = num * 2**16 + den`` (den <= 32767 < 2**16):
-int hashing is several times faster than tuples or ``Fraction``s, which is what the speed rests on.
+integer. A value is packed into one Python int ``key = num * 2**16 + den`` (``search.packed``,
+which also holds the six ops on keys): int hashing is several times faster than tuples or
+``Fraction``s, which is what the speed rests on.
 
 Algorithm. R(S), the values reachable from a multiset S using all of it, is the union over the
 unordered splits S = A + B of ops(R(A), R(B)). It is memoised over canonical (sorted) multisets, so
@@ -25,16 +26,23 @@ import functools
 import itertools
 from collections.abc import Sequence
 from fractions import Fraction
-from math import gcd
 
 import numpy as np
 
 from search import game
+from search.packed import (  # noqa: F401  (SHIFT, DEN_MASK, pack_int, op_results: re-exported)
+    DEN_MASK,
+    SHIFT,
+    ZERO,
+    combine,
+    op_keys,
+    op_results,
+    ops_np,
+    pack,
+    pack_int,
+    unpack,
+)
 
-_SHIFT = 16
-_DEN_MASK = (1 << _SHIFT) - 1
-_ZERO = 1  # key of 0/1
-_SMALL = 256  # below this many operand pairs a Python loop beats numpy's per-call overhead
 _FULL = 4  # sub-multisets up to this size get their whole reachable set; larger ones are searched
 _MIRROR = (0, 1, 3, 2, 5, 4)  # op on (b, a) that equals op on (a, b)
 _INV_ROW = (
@@ -46,97 +54,6 @@ _INV_ROW = (
     1,
 )  # forward op k: y solving x op_k y = t is row _INV_ROW[k] of ops(t, x)
 _DEFAULT_RULES = game.Rules()
-
-
-SHIFT, DEN_MASK = _SHIFT, _DEN_MASK  # public: the packed-key layout other host code shares
-
-
-def pack_int(x: int) -> int:
-    """Packed key of the integer ``x`` (``key >> SHIFT`` is the numerator, ``key & DEN_MASK`` the
-    denominator)."""
-    return (x << _SHIFT) | 1
-
-
-def op_results(x: int, y: int, rules: game.Rules) -> list[int | None]:
-    """The six results (``game.OPS`` order) of packed ``x`` op packed ``y``; None where illegal."""
-    return _op_keys(x, y, rules.fractions, rules.max_abs)
-
-
-def _pack(f: Fraction) -> int:
-    return (f.numerator << _SHIFT) | f.denominator
-
-
-def _unpack(key: int) -> Fraction:
-    return Fraction(key >> _SHIFT, key & _DEN_MASK)
-
-
-def _op_keys(x: int, y: int, fractions: bool, max_abs: int) -> list[int | None]:
-    """The six results (OPS order) of packed x op packed y; None where illegal."""
-    an, ad, bn, bd = x >> _SHIFT, x & _DEN_MASK, y >> _SHIFT, y & _DEN_MASK
-    if ad == 1 and bd == 1:  # integers (most values): no cross products, gcd only for division
-        s, p, d = an + bn, an * bn, an - bn
-        lo = -max_abs if fractions else 1
-        return [
-            (s << _SHIFT) | 1 if lo <= s <= max_abs else None,
-            (p << _SHIFT) | 1 if lo <= p <= max_abs else None,
-            (d << _SHIFT) | 1 if lo <= d <= max_abs else None,
-            (-d << _SHIFT) | 1 if lo <= -d <= max_abs else None,
-            _frac_key(an, bn, fractions, max_abs) if bn else None,
-            _frac_key(bn, an, fractions, max_abs) if an else None,
-        ]
-    p, q, dd = an * bd, bn * ad, ad * bd
-    return [
-        _frac_key(p + q, dd, fractions, max_abs),
-        _frac_key(an * bn, dd, fractions, max_abs),
-        _frac_key(p - q, dd, fractions, max_abs),
-        _frac_key(q - p, dd, fractions, max_abs),
-        _frac_key(p, ad * bn, fractions, max_abs) if bn else None,
-        _frac_key(q, bd * an, fractions, max_abs) if an else None,
-    ]
-
-
-def _frac_key(num: int, den: int, fractions: bool, max_abs: int) -> int | None:
-    """Packed key of num/den (den != 0) reduced, or None if out of range / not allowed."""
-    g = gcd(num, den)
-    if den < 0:
-        g = -g
-    num, den = num // g, den // g
-    if (den > max_abs or not -max_abs <= num <= max_abs
-            or (not fractions and (den != 1 or num <= 0))):
-        return None
-    return (num << _SHIFT) | den
-
-
-def _ops_np(xs: np.ndarray, ys: np.ndarray, fractions: bool, max_abs: int):
-    """Vectorised ``_op_keys`` over all pairs: (keys int64[6, X, Y], ok bool[6, X, Y])."""
-    an, ad = xs[:, None] >> _SHIFT, xs[:, None] & _DEN_MASK
-    bn, bd = ys[None, :] >> _SHIFT, ys[None, :] & _DEN_MASK
-    p, q, dd = an * bd, bn * ad, ad * bd  # |.| < 2**30: exact in int64 (and in game's int32)
-    num = np.stack(np.broadcast_arrays(p + q, an * bn, p - q, q - p, p, q))
-    den = np.stack(np.broadcast_arrays(dd, dd, dd, dd, ad * bn, bd * an))
-    ok = den != 0
-    num = np.where(den < 0, -num, num)
-    den = np.where(ok, np.abs(den), 1)
-    g = np.gcd(num, den)
-    num, den = num // g, den // g
-    ok &= (np.abs(num) <= max_abs) & (den <= max_abs)
-    if not fractions:
-        ok &= (den == 1) & (num > 0)
-    return (num << _SHIFT) | den, ok
-
-
-def _combine(xs: frozenset, ys: frozenset, fractions: bool, max_abs: int) -> set[int]:
-    """{x op y : x in xs, y in ys, op legal}."""
-    if len(xs) * len(ys) <= _SMALL:
-        out: set[int] = set()
-        for x in xs:
-            for y in ys:
-                out.update(_op_keys(x, y, fractions, max_abs))
-        out.discard(None)
-        return out
-    arr = lambda s: np.fromiter(s, np.int64, len(s))
-    keys, ok = _ops_np(arr(xs), arr(ys), fractions, max_abs)
-    return set(np.unique(keys[ok]).tolist())
 
 
 @functools.cache
@@ -164,7 +81,7 @@ def _reach_impl(ms: tuple[int, ...], fractions: bool, max_abs: int) -> frozenset
         return frozenset(ms)
     out: set[int] = set()
     for a, b in _splits(ms):
-        out |= _combine(
+        out |= combine(
             _reach(a, fractions, max_abs), _reach(b, fractions, max_abs), fractions, max_abs
         )
     return frozenset(out)
@@ -181,13 +98,13 @@ def _reach(ms: tuple[int, ...], fractions: bool, max_abs: int) -> frozenset:
 
 def _candidates(targets: frozenset, ra: frozenset, fractions: bool, max_abs: int):
     """Values y with x op y in targets for some x in ra: (set, any_y). any_y: 0*y = 0 for all y."""
-    has_zero = _ZERO in ra
-    cand = _combine(targets, ra - {_ZERO} if has_zero else ra, fractions, max_abs)
+    has_zero = ZERO in ra
+    cand = combine(targets, ra - {ZERO} if has_zero else ra, fractions, max_abs)
     if has_zero:  # 0+y = t, y-0 = t, 0-y = t; 0*y and 0/y hit only t = 0, for every y
         cand |= {t for t in targets} | {
-            (-(t >> _SHIFT) << _SHIFT) | (t & _DEN_MASK) for t in targets
+            (-(t >> SHIFT) << SHIFT) | (t & DEN_MASK) for t in targets
         }
-    return cand, has_zero and _ZERO in targets
+    return cand, has_zero and ZERO in targets
 
 
 def _can_reach(ms: tuple[int, ...], targets: frozenset, fractions: bool, max_abs: int) -> bool:
@@ -224,7 +141,7 @@ def _solvable(ms: tuple[int, ...], t: int, rules: game.Rules) -> bool:
 def _reachable_target(t: int, rules: game.Rules) -> bool:
     """Under integer-only rules every value is a positive integer, so no other target is ever hit
     (the inverse-op search below does not check that by itself: [3, 3] -> 0 via 3 - 3)."""
-    return rules.fractions or (t & _DEN_MASK == 1 and t >> _SHIFT > 0)
+    return rules.fractions or (t & DEN_MASK == 1 and t >> SHIFT > 0)
 
 
 def _sub_multisets(ms: tuple[int, ...]):
@@ -243,14 +160,14 @@ def _witness(ms: tuple[int, ...], t: int, fractions: bool, max_abs: int):
         cand, any_y = _candidates(targets, ra, fractions, max_abs)
         if any_y and _reach(b, fractions, max_abs):  # 0 * (anything B reaches) = 0
             y = min(_reach(b, fractions, max_abs))
-            return (1, _witness(a, _ZERO, fractions, max_abs), _witness(b, y, fractions, max_abs))
+            return (1, _witness(a, ZERO, fractions, max_abs), _witness(b, y, fractions, max_abs))
         hit = _reach(b, fractions, max_abs) & cand if len(b) <= _FULL else cand
         if not hit or (len(b) > _FULL and not _can_reach(b, frozenset(cand), fractions, max_abs)):
             continue
         for x in sorted(ra):  # this split works: find the operand pair (x, y) and op
-            rows = _op_keys(t, x, fractions, max_abs)
+            rows = op_keys(t, x, fractions, max_abs)
             for k in range(6):
-                if x == _ZERO and k in (1, 4, 5):  # 0*y, 0/y, y/0: see _candidates
+                if x == ZERO and k in (1, 4, 5):  # 0*y, 0/y, y/0: see _candidates
                     continue
                 y = rows[_INV_ROW[k]]
                 if (
@@ -263,7 +180,7 @@ def _witness(ms: tuple[int, ...], t: int, fractions: bool, max_abs: int):
                         _witness(a, x, fractions, max_abs),
                         _witness(b, y, fractions, max_abs),
                     )
-        raise RuntimeError(f"solver inconsistency at {ms} -> {_unpack(t)}")
+        raise RuntimeError(f"solver inconsistency at {ms} -> {unpack(t)}")
     return None
 
 
@@ -301,7 +218,7 @@ def _count_impl(ms: tuple[int, ...], fractions: bool, max_abs: int):
     parts = []
     for a, b in _splits(ms):
         (ka, ca), (kb, cb) = _counts(a, fractions, max_abs), _counts(b, fractions, max_abs)
-        keys, ok = _ops_np(ka, kb, fractions, max_abs)
+        keys, ok = ops_np(ka, kb, fractions, max_abs)
         cnt = np.broadcast_to(ca[:, None] * cb[None, :], keys.shape)
         k, c = keys[ok], cnt[ok]
         if a == b:
@@ -343,7 +260,7 @@ class SolveResult:
 
 def _key_of(x, field: str, rules: game.Rules, positive: bool) -> int:
     if type(x) is int and -rules.max_abs <= x <= rules.max_abs and (x > 0 or rules.fractions):
-        return (x << _SHIFT) | 1  # fast path for plain ints (the 1820-problem sweep)
+        return (x << SHIFT) | 1  # fast path for plain ints (the 1820-problem sweep)
     if isinstance(x, bool) or not isinstance(x, (int, np.integer, Fraction)):
         raise ValueError(f"{field}={x!r} is not an integer or Fraction.")
     f = Fraction(x)
@@ -351,7 +268,7 @@ def _key_of(x, field: str, rules: game.Rules, positive: bool) -> int:
         raise ValueError(f"{field}={x} is out of range; allowed |num|, den <= {rules.max_abs}.")
     if positive and not rules.fractions and (f.denominator != 1 or f <= 0):
         raise ValueError(f"{field}={x} must be a positive integer under integer-only rules.")
-    return _pack(f)
+    return pack(f)
 
 
 def _keys_of(numbers: Sequence, rules: game.Rules, lo: int) -> list[int]:
@@ -401,7 +318,7 @@ def reachable(numbers: Sequence, rules: game.Rules = _DEFAULT_RULES) -> set[Frac
     """Values reachable from ``numbers`` (all of them; any non-empty subset if not use_all)."""
     ms = tuple(sorted(_keys_of(numbers, rules, 1)))
     subs = [ms] if rules.use_all else list(_sub_multisets(ms))
-    return {_unpack(k) for sub in subs for k in _reach_impl(sub, rules.fractions, rules.max_abs)}
+    return {unpack(k) for sub in subs for k in _reach_impl(sub, rules.fractions, rules.max_abs)}
 
 
 def count_solutions(numbers: Sequence, target, rules: game.Rules = _DEFAULT_RULES) -> int:
@@ -440,7 +357,7 @@ def state_labels(
         return False, good
     for i, j in itertools.combinations(sorted(live), 2):
         rest = [k for s, k in live.items() if s not in (i, j)]
-        for op, r in enumerate(_op_keys(live[i], live[j], rules.fractions, rules.max_abs)):
+        for op, r in enumerate(op_keys(live[i], live[j], rules.fractions, rules.max_abs)):
             if r is not None:
                 child = tuple(sorted(rest + [r]))
                 good[game.encode_action(i, j, op, rules.n_max)] = (

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from fraction_ref import ref_op
 
-from search import game, solver
+from search import game, packed, solver
 
 R8 = game.Rules()
 
@@ -107,7 +107,7 @@ def test_numpy_and_python_paths_agree(monkeypatch):
     nums = (1, 3, 4, 6, 7)
     ref = ref_reach(tuple(sorted(map(Fraction, nums))), R8)
     for small in (0, 10**9):  # all numpy / all Python
-        monkeypatch.setattr(solver, "_SMALL", small)
+        monkeypatch.setattr(packed, "_SMALL", small)
         solver.clear_caches()
         assert solver.reachable(list(nums), R8) == set(ref)
     solver.clear_caches()
