@@ -1,10 +1,10 @@
 r"""Run or emit a scaling (IsoFLOP) grid: ``python -m launch.sweep --grid=<grid config>``.
 
-    python -m launch.sweep --grid=launch/sweeps/tiny.py --backend=print
-    python -m launch.sweep --grid=launch/sweeps/tiny.py --backend=local [--num_processes=2]
-    python -m launch.sweep --grid=launch/sweeps/tiny.py --backend=slurm [--submit] \
+    python -m launch.sweep --grid=launch/sweeps/cpu.py --backend=print
+    python -m launch.sweep --grid=launch/sweeps/cpu.py --backend=local [--num_processes=2]
+    python -m launch.sweep --grid=launch/sweeps/cpu.py --backend=slurm [--submit] \
         [--max_parallel=4] [--sbatch_args=--nodes=1,--time=2:00:00]
-    python -m launch.sweep --grid=launch/sweeps/tiny.py --grid.total_flops=1e13 -- --config.seed=1
+    python -m launch.sweep --grid=launch/sweeps/cpu.py --grid.total_flops=1e13 -- --config.seed=1
 
 The grid config (``launch/sweeps/*.py``, fields in ``tiny.py``) names a train config and a FLOP
 budget; ``scaling.sweep.design_isoflop_sweep`` turns it into runs (depth, steps). The model sizes
@@ -28,7 +28,7 @@ writes ``<root>/sweep_args.txt`` (one run per line) and prints (``--submit``: ru
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
+import functools
 import os
 import shlex
 import shutil
@@ -43,6 +43,7 @@ import ml_collections
 from launch import local
 from scaling import flops, records
 from scaling import sweep as sweep_lib
+from train.configs import load_config_file
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SBATCH = os.path.join("launch", "slurm", "train.sbatch")
@@ -51,13 +52,18 @@ BACKENDS = ("print", "local", "slurm")
 
 def load_train_config(spec: str) -> ml_collections.ConfigDict:
     """``path/to/config.py[:arg]`` -> its ``get_config(arg)`` (as ``train.main --config=``)."""
-    path, _, arg = spec.partition(":")
-    if not os.path.isfile(path):
-        raise ValueError(f"grid.train_config={spec!r}: no file {path!r}.")
-    mod_spec = importlib.util.spec_from_file_location(f"_zero24_cfg_{abs(hash(path))}", path)
-    module = importlib.util.module_from_spec(mod_spec)
-    mod_spec.loader.exec_module(module)
-    return module.get_config(arg or None)
+    try:
+        return load_config_file(spec)
+    except ValueError as e:
+        raise ValueError(f"grid.train_config: {e}") from e
+
+
+def sizes_of(grid: Mapping[str, Any]) -> list[str]:
+    """The grid's candidate ``size=`` arguments: ``sizes`` ("d1w16,d2w32") or ``depths`` ("1,2,3"
+    -> d1, d2, d3)."""
+    if grid.get("sizes"):
+        return [s.strip() for s in str(grid["sizes"]).split(",") if s.strip()]
+    return [f"d{int(d)}" for d in str(grid["depths"]).split(",") if d.strip()]
 
 
 def parse_overrides(text: str) -> dict[str, str]:
@@ -105,39 +111,48 @@ def design(grid: Mapping[str, Any]) -> Plan:
     from train import data as data_lib
     from train import steps
 
-    cfg = load_train_config(grid["train_config"])
+    spec = grid["train_config"]
     overrides = parse_overrides(grid["overrides"])
-    apply_overrides(cfg, overrides)
-    cfg = cfg.to_dict()
+
+    def load(size: str | None = None) -> dict:
+        path, _, arg = spec.partition(":")
+        arg = ",".join(a for a in (arg, size and f"size={size}") if a)
+        cfg = load_train_config(f"{path}:{arg}" if arg else path)
+        apply_overrides(cfg, overrides)
+        return cfg.to_dict()
+
+    cfg = load()
     cls = data_lib.problem_class(cfg)
     tok_cfg = tokenizer.TokenizerConfig(n_max=cls.rules.n_max, **cfg["tokenizer"])
     seq_len = tokenizer.seq_len(tok_cfg)
 
-    def model(depth: int):
-        return steps.model_config({**cfg["model"], "preset": "", "depth": depth}, tok_cfg)
+    @functools.cache
+    def model(size: str):  # the run's own config with its size argument: N exactly as recorded
+        return steps.model_config({**load(size)["model"]}, tok_cfg)
 
-    params_fn = lambda d: flops.param_counts(model(d))["non_embedding"]
-    fpt = lambda d: flops.train_flops_per_token(model(d), seq_len)
+    params_fn = lambda z: flops.param_counts(model(z), tok_cfg=tok_cfg)["non_embedding"]
+    fpt = lambda z: flops.train_flops_per_token(model(z), seq_len)
     tokens_per_step = cfg["train"]["batch_size"] * cfg["train"]["grad_accum_steps"] * seq_len
-    depths = [int(d) for d in str(grid["depths"]).split(",") if d.strip()]
     runs = sweep_lib.design_isoflop_sweep(
-        grid["total_flops"], grid["num_budgets"], depths, params_fn, tokens_per_step,
+        grid["total_flops"], grid["num_budgets"], sizes_of(grid), params_fn, tokens_per_step,
         flops_per_token_fn=fpt, budget_ratio=grid["budget_ratio"],
         sizes_per_budget=grid["sizes_per_budget"], tokens_per_param=grid["tokens_per_param"],
-        min_steps=max(grid["min_steps"], cfg["train"]["warmup_steps"], 1))
+        min_steps=max(grid["min_steps"], cfg["train"]["warmup_steps"], 1),
+        max_steps=grid.get("max_steps") or None)
     if not runs:
         raise ValueError(f"grid.total_flops={grid['total_flops']:.3g} leaves no run with at least "
                          f"min_steps={grid['min_steps']} steps; raise total_flops or lower "
-                         "depths/min_steps.")
+                         "sizes/min_steps.")
     return Plan(runs, grid["root"], grid["train_config"], overrides, seq_len, tokens_per_step)
 
 
 def run_args(plan: Plan, run: sweep_lib.SweepRun, extra: Sequence[str] = ()) -> list[str]:
-    """``train.main`` arguments of one run (its config gets ``size=d<depth>``)."""
+    """``train.main`` arguments of one run (its config gets ``size=<run.size>``)."""
     path, _, arg = plan.train_config.partition(":")
     size = f"{arg}," if arg else ""
-    return [f"--config={path}:{size}size=d{run.depth}",
+    return [f"--config={path}:{size}size={run.size}",
             f"--workdir={os.path.join(plan.root, run.name)}", f"--config.train.steps={run.steps}",
+            f"--config.name={run.name}",  # run.json is named after its run, not the shared config
             *(f"--config.{k}={v}" for k, v in plan.overrides.items()), *extra]
 
 
@@ -156,9 +171,9 @@ def run_status(workdir: str, steps: int) -> str:
 
 def summary(plan: Plan, statuses: Sequence[str]) -> str:
     """Progress table: one row per run, then counts and FLOPs done."""
-    rows = ["| run | depth | N | steps | C (FLOPs) | status |", "|---|---|---|---|---|---|"]
+    rows = ["| run | size | N | steps | C (FLOPs) | status |", "|---|---|---|---|---|---|"]
     for r, s in zip(plan.runs, statuses, strict=True):
-        rows.append(f"| {r.name} | {r.depth} | {r.params:.3g} | {r.steps} | {r.flops:.3g} | {s} |")
+        rows.append(f"| {r.name} | {r.size} | {r.params:.3g} | {r.steps} | {r.flops:.3g} | {s} |")
     done = sum(r.flops for r, s in zip(plan.runs, statuses, strict=True) if s == "done")
     total = sum(r.flops for r in plan.runs)
     counts = ", ".join(f"{statuses.count(k)} {k}" for k in ("done", "partial", "pending", "failed"))
@@ -198,15 +213,29 @@ def _run_local(plan: Plan, todo: list[int], extra: Sequence[str], num_processes:
               f"{log_path}", flush=True)
 
 
+def budget_runs(plan: Plan, budgets: Sequence[int] | None = None) -> list[int]:
+    """Indices of the runs whose budget is one of ``budgets`` (0 = smallest; None: all). A held-out
+    budget is left out of the first pass, predicted from the others, then run by itself."""
+    order = sorted({r.budget for r in plan.runs})
+    if budgets is None:
+        return list(range(len(plan.runs)))
+    if bad := [b for b in budgets if not 0 <= b < len(order)]:
+        raise ValueError(f"--budgets={list(budgets)}: {bad} out of range; allowed "
+                         f"0..{len(order) - 1} (the plan has {len(order)} budgets).")
+    keep = {order[b] for b in budgets}
+    return [i for i, r in enumerate(plan.runs) if r.budget in keep]
+
+
 def main_run(grid: Mapping[str, Any], backend: str, extra: Sequence[str], *,
              num_processes: int = 1, devices_per_process: int = 4, submit: bool = False,
-             max_parallel: int = 0, sbatch_args: Sequence[str] = ()) -> int:
+             max_parallel: int = 0, sbatch_args: Sequence[str] = (),
+             budgets: Sequence[int] | None = None) -> int:
     """Everything the CLI does; returns the exit status (0, or 1 when a local run failed)."""
     if backend not in BACKENDS:
         raise ValueError(f"--backend={backend!r} is unknown; allowed {BACKENDS}.")
     plan = design(grid)
     statuses = [run_status(os.path.join(plan.root, r.name), r.steps) for r in plan.runs]
-    todo = [i for i, s in enumerate(statuses) if s != "done"]
+    todo = [i for i in budget_runs(plan, budgets) if statuses[i] != "done"]
     write_plan(plan, statuses, extra)
     print(summary(plan, statuses), flush=True)
     if backend == "print":
@@ -245,11 +274,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     submit = flags.DEFINE_bool("submit", False, "slurm: run the sbatch command.")
     par = flags.DEFINE_integer("max_parallel", 0, "slurm: array throttle (%N; 0 = none).")
     sbatch_args = flags.DEFINE_list("sbatch_args", [], "slurm: extra sbatch options.")
+    only = flags.DEFINE_list("budgets", None, "Run only these budgets (0 = smallest); default all.")
     flags.mark_flags_as_required(["grid"])
 
     local.run_cli(lambda args: main_run(
         grid.value, backend.value, args, num_processes=num.value, devices_per_process=dev.value,
-        submit=submit.value, max_parallel=par.value, sbatch_args=sbatch_args.value), argv)
+        submit=submit.value, max_parallel=par.value, sbatch_args=sbatch_args.value,
+        budgets=None if only.value is None else [int(b) for b in only.value]), argv)
 
 
 if __name__ == "__main__":

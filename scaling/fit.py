@@ -93,6 +93,61 @@ class PowerLaw:
         return percentile_ci(pred, level).reshape(x.shape + (2,))
 
 
+@dataclasses.dataclass(frozen=True)
+class SaturatingLaw:
+    """y = floor + coef * x ** exponent (exponent < 0): the loss at the compute optimum, which
+    tends to the irreducible loss E rather than to 0 (on Chinchilla's L(N, D) it is exact, with
+    exponent -alpha beta / (alpha + beta)). samples: [B, 3] bootstrap (floor, log10 coef, exponent).
+    """
+
+    floor: float
+    coef: float
+    exponent: float
+    residuals: np.ndarray
+    samples: np.ndarray | None = None
+
+    def __call__(self, x) -> np.ndarray:
+        return self.floor + self.coef * np.asarray(x, dtype=np.float64) ** self.exponent
+
+    def interval(self, x, level: float = 0.95) -> np.ndarray:
+        x = np.asarray(x, dtype=np.float64)
+        if self.samples is None or not len(self.samples):
+            return np.full(x.shape + (2,), np.nan)
+        s = self.samples
+        pred = s[:, :1] + 10 ** s[:, 1:2] * x.reshape(1, -1) ** s[:, 2:3]
+        return percentile_ci(pred, level).reshape(x.shape + (2,))
+
+
+def _saturating_params(x, y) -> tuple[float, float, float]:
+    """Least squares of y = E + A x^g (0 <= E < min y, g < 0) -> (E, log10 A, g); a grid over E
+    with the power law of y - E fitted in log space at each (exact for 3 points)."""
+    y_min = float(np.min(y))
+    best = None
+    for e in np.linspace(0.0, y_min * (1 - 1e-4), 400):
+        log_a, g = _line_log10(x, y - e)
+        if g >= 0:
+            continue
+        r = float(np.sum((e + 10**log_a * x**g - y) ** 2))
+        if best is None or r < best[0]:
+            best = (r, e, log_a, g)
+    if best is None:
+        log_a, g = _line_log10(x, y)
+        return 0.0, log_a, g
+    return best[1:]
+
+
+def fit_saturating_law(x, y, samples_y: np.ndarray | None = None) -> SaturatingLaw:
+    """``SaturatingLaw`` through (x, y); ``samples_y`` [B, len(x)] bootstrap replicates of y."""
+    x, y = as_positive("x", x, 2), as_positive("y", y, 2)
+    e, log_a, g = _saturating_params(x, y)
+    samples = None
+    if samples_y is not None and len(samples_y):
+        samples = np.array([_saturating_params(x, row) for row in samples_y
+                            if np.all(np.isfinite(row)) and np.all(row > 0)])
+    law = SaturatingLaw(float(e), float(10**log_a), float(g), np.zeros(0), samples)
+    return dataclasses.replace(law, residuals=np.log10(y) - np.log10(law(x)))
+
+
 def _line_log10(x, y) -> tuple[float, float]:
     slope, intercept = np.polyfit(np.log10(x), np.log10(y), 1)
     return float(intercept), float(slope)
@@ -117,7 +172,8 @@ class IsoFlopFit:
     """Approach-2 result. ``method`` is "parabola" or "lowest (biased)".
 
     budgets [K]; n_opt, d_opt, loss_opt [K] per budget; parabolas [K, 3] (p2, p1, p0) of loss vs
-    log10 N (NaN rows for "lowest"); n_law / d_law: power laws vs C; num_bootstrap used replicates.
+    log10 N (NaN rows for "lowest"); n_law / d_law / loss_law: power laws of N_opt, D_opt and the
+    loss at the optimum vs C; num_bootstrap used replicates.
     """
 
     method: str
@@ -129,6 +185,7 @@ class IsoFlopFit:
     n_law: PowerLaw
     d_law: PowerLaw
     num_bootstrap: int
+    loss_law: SaturatingLaw | None = None
 
     def predict(self, flops: float, level: float = 0.95) -> dict:
         """Compute-optimal N and D at ``flops`` with bootstrap percentile intervals."""
@@ -139,6 +196,9 @@ class IsoFlopFit:
             "n_opt_ci": self.n_law.interval(c, level)[0].tolist(),
             "d_opt": float(self.d_law(c)[0]),
             "d_opt_ci": self.d_law.interval(c, level)[0].tolist(),
+            **({} if self.loss_law is None else {
+                "loss": float(self.loss_law(c)[0]),
+                "loss_ci": self.loss_law.interval(c, level)[0].tolist()}),
         }
 
 
@@ -218,7 +278,7 @@ def fit_isoflops(params, flops, loss, *, method: str = "parabola", flops_per_par
     d_opt = np.full(v.shape, np.nan)
     d_opt[ok] = to_d(v[ok], ok)
     rng = np.random.default_rng(seed)
-    samples = []
+    samples, loss_rows = [], []
     for _ in range(bootstrap):
         boot = []
         for idx in groups:
@@ -228,19 +288,22 @@ def fit_isoflops(params, flops, loss, *, method: str = "parabola", flops_per_par
                     break
                 draw = rng.choice(idx, idx.size)
             boot.append(draw)
-        bv = _isoflop_points(log_n, lo, boot, budgets, method, warn=False)[0]
+        bv, bl, _ = _isoflop_points(log_n, lo, boot, budgets, method, warn=False)
         keep = np.isfinite(bv) & ok
         if keep.sum() >= 2:
             samples.append(_line_log10(budgets[keep], 10 ** bv[keep])
                            + _line_log10(budgets[keep], to_d(bv[keep], keep)))
+            loss_rows.append(np.where(ok, bl, np.nan) if keep.sum() == ok.sum() else None)
     s = np.array(samples).reshape(-1, 4)
+    loss_rows = np.array([r[ok] for r in loss_rows if r is not None]).reshape(-1, int(ok.sum()))
     return IsoFlopFit(
         method="parabola" if method == "parabola" else "lowest (biased)",
         budgets=budgets, n_opt=np.where(ok, n_opt, np.nan), d_opt=np.where(ok, d_opt, np.nan),
         loss_opt=l_opt, parabolas=coeffs,
         n_law=fit_power_law(budgets[ok], n_opt[ok], s[:, :2] if len(s) else None, level),
         d_law=fit_power_law(budgets[ok], d_opt[ok], s[:, 2:] if len(s) else None, level),
-        num_bootstrap=len(s))
+        num_bootstrap=len(s),
+        loss_law=fit_saturating_law(budgets[ok], l_opt[ok], loss_rows))
 
 
 # ----------------------------------------------------------------------------- approach 3

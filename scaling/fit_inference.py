@@ -24,7 +24,7 @@ import numpy as np
 from scipy import special
 
 from scaling import lbfgs
-from scaling.fit import PowerLaw, as_positive, fit_power_law, percentile_ci
+from scaling.fit import PowerLaw, as_positive, fit_power_law, group_budgets, percentile_ci
 
 
 def _as_rates(name: str, values) -> np.ndarray:
@@ -188,33 +188,42 @@ class FrontierFit:
         return float(10 ** (self.m * np.log10(train_flops) + self.k * threshold + self.c))
 
 
-def frontier_points(train_flops, curves, thresholds, names=None) -> list[dict]:
-    """Pareto-optimal (train, least test) compute per threshold from per-run (compute, rate)."""
+def frontier_points(train_flops, curves, thresholds, names=None,
+                    budget_rtol: float = 0.05) -> list[dict]:
+    """Pareto-optimal (train, least test) compute per threshold from per-run (compute, rate).
+
+    Runs whose train FLOPs lie within ``budget_rtol`` of each other are one budget
+    (``fit.group_budgets``): each budget contributes its best run at the budget's median FLOPs,
+    so two sizes of one IsoFLOP budget cannot both sit on the frontier by a rounding difference.
+    """
     t = as_positive("train_flops", train_flops)
     if len(curves) != t.size:
         raise ValueError(f"{len(curves)} curves for {t.size} train_flops values.")
     names = names or [str(i) for i in range(t.size)]
+    run_budget, budgets = group_budgets(t, budget_rtol)
     points = []
     for tau in thresholds:
         if not 0 < tau <= 1:
             raise ValueError(f"threshold={tau} is out of range; allowed (0, 1].")
         need = [compute_to_reach(c, p, tau) for c, p in curves]
         best = np.inf
-        for r in np.argsort(t, kind="stable"):
-            test, status = need[r]
-            if status == "censored":  # needs <= test: dominates later runs, position unknown
-                best = min(best, test)
-            elif status == "ok" and test < best:
-                best = test
-                points.append({"threshold": float(tau), "train_flops": float(t[r]),
-                               "test_flops": test, "run": names[r]})
+        for b in budgets:  # ascending train compute
+            runs = np.flatnonzero(run_budget == b)
+            ok = [(need[r][0], r) for r in runs if need[r][1] == "ok"]
+            cens = [need[r][0] for r in runs if need[r][1] == "censored"]
+            if cens:  # needs <= test: dominates later budgets, position unknown
+                best = min(best, min(cens))
+            if ok and min(ok)[0] < best:
+                best, r = min(ok)
+                points.append({"threshold": float(tau), "train_flops": float(b),
+                               "test_flops": best, "run": names[r]})
     return points
 
 
 def fit_frontier(train_flops, curves, thresholds, names=None, *, bootstrap: int = 200,
-                 level: float = 0.95, seed: int = 0) -> FrontierFit:
+                 level: float = 0.95, seed: int = 0, budget_rtol: float = 0.05) -> FrontierFit:
     """Jones (2021) train-vs-test compute trade-off; see the module docstring."""
-    points = frontier_points(train_flops, curves, thresholds, names)
+    points = frontier_points(train_flops, curves, thresholds, names, budget_rtol)
     if len(points) < 4 or len({p["train_flops"] for p in points}) < 2:
         raise ValueError(f"the frontier has {len(points)} point(s) over "
                          f"{len({p['train_flops'] for p in points})} train budget(s); the fit "

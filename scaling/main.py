@@ -11,6 +11,10 @@ named, before anything is written.
 
 from __future__ import annotations
 
+import dataclasses
+import glob
+import json
+import os
 import sys
 
 from absl import app, flags
@@ -40,6 +44,12 @@ _SKIP = flags.DEFINE_bool("skip_invalid", False, "Warn about and skip invalid re
 _SEED = flags.DEFINE_integer("seed", 0, "Bootstrap seed.")
 _DEPTHS = flags.DEFINE_list("suggest_depths", [], "Candidate depths: suggest depth, batch and "
                             "learning rate for each target budget (imports nnx_models).")
+_SPLITS = flags.DEFINE_list("splits", [], "More search_evals splits, each with its own curves "
+                            "and frontier (the first is --split's).")
+_PREDICTION = flags.DEFINE_string("prediction", None, "scaling.holdout prediction.json: scored "
+                                  "against the runs of its budget.")
+_BASELINES = flags.DEFINE_string("baselines", None, "Directory or glob of search.eval "
+                                 "results.json files of network-free references.")
 _SEQ_LEN = flags.DEFINE_integer("seq_len", 32, "Tokens per example, for the suggested batch.",
                                 lower_bound=1)
 
@@ -51,6 +61,24 @@ def _numbers(name: str, values: list[str], kind=float) -> tuple:
         raise app.UsageError(f"--{name}={','.join(values)} must be {kind.__name__}s: {e}") from e
 
 
+def _load(path: str | None):
+    if not path:
+        return None
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except (OSError, json.JSONDecodeError) as e:
+        raise ValueError(f"{path}: cannot read ({e}).") from e
+
+
+def _glob(pattern: str | None) -> list[str]:
+    if not pattern:
+        return []
+    if os.path.isdir(pattern):
+        pattern = os.path.join(pattern, "*.json")
+    return sorted(glob.glob(pattern))
+
+
 def main(argv: list[str]) -> int:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments {argv[1:]}")
@@ -59,11 +87,16 @@ def main(argv: list[str]) -> int:
         thresholds=_numbers("thresholds", _THRESHOLDS.value),
         target_flops=_numbers("target_flops", _TARGETS.value), bootstrap=_BOOTSTRAP.value,
         level=_LEVEL.value, budget_rtol=_RTOL.value, seed=_SEED.value, compute_axis=_AXIS.value,
-        suggest_depths=_numbers("suggest_depths", _DEPTHS.value, int), seq_len=_SEQ_LEN.value)
+        suggest_depths=_numbers("suggest_depths", _DEPTHS.value, int), seq_len=_SEQ_LEN.value,
+        splits=tuple(_SPLITS.value))
     try:
         # Before the fits: a read-only --out would otherwise fail only after all of them.
         workdir.ensure_writable(_OUT.value, create=False, flag="--out")
         recs = records.load_records(_RUNS.value, skip_invalid=_SKIP.value)
+        opts = dataclasses.replace(opts, prediction=_load(_PREDICTION.value),
+                                   baselines=tuple(_load(p) for p in _glob(_BASELINES.value)))
+        if opts.split is None and opts.splits:
+            opts = dataclasses.replace(opts, split=opts.splits[0])
         summary = report.build_report(recs, _OUT.value, opts)
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)

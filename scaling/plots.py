@@ -99,40 +99,58 @@ def loss_vs_compute(table: RunTable, path: str) -> str:
     return _save(fig, path)
 
 
+def _wilson(k, n, z: float = 1.959964) -> tuple[np.ndarray, np.ndarray]:
+    """95% Wilson interval of k successes in n trials (elementwise) -> (lo, hi)."""
+    k, n = np.asarray(k, np.float64), np.asarray(n, np.float64)
+    p = k / n
+    mid = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return mid - half, mid + half
+
+
 def solve_rate_vs_search(curves: list[SearchCurve], fits: list[SolveRateFit | None],
-                         path: str) -> str:
-    """Measured solve rate vs search FLOPs per problem, with each run's logistic fit."""
+                         path: str, split: str | None = None) -> str:
+    """Measured solve rate (95% Wilson bars) vs search compute per problem, with each run's
+    logistic fit."""
     fig = Figure(figsize=(6.4, 4.4))
     ax = fig.add_subplot()
     order = np.argsort([c.train_flops for c in curves], kind="stable")
     for color, i in zip(_colors(len(curves)), order, strict=True):
         cur, f = curves[i], fits[i]
-        ax.scatter(cur.compute, cur.solve_rate, color=color, s=16,
-                   label=f"{cur.name} (N={cur.params:.2g})")
+        lo, hi = _wilson(np.round(cur.solve_rate * cur.num_problems), cur.num_problems)
+        ax.errorbar(cur.compute, cur.solve_rate, yerr=[cur.solve_rate - lo, hi - cur.solve_rate],
+                    color=color, fmt="o", ms=3, lw=0.8,
+                    label=f"{cur.name} (N={cur.params:.2g}, C={cur.train_flops:.2g})")
         if f is not None:
             x = np.logspace(np.log10(cur.compute.min()) - 0.3,
                             np.log10(cur.compute.max()) + 0.3, 80)
             ax.plot(x, f(x), color=color, lw=1)
     axis = curves[0].compute_axis if curves else "flops"
     ax.set(xscale="log", ylim=(-0.02, 1.02), xlabel=f"search {axis} per problem",
-           ylabel="solve rate", title="solve rate vs search compute (logistic in log compute)")
-    ax.legend(fontsize=6, ncol=2)
+           ylabel="solve rate", title="solve rate vs search compute"
+           + (f" ({split})" if split else "") + ", logistic in log compute")
+    ax.legend(fontsize=6, ncol=1)
     return _save(fig, path)
 
 
-def frontier(fit: FrontierFit, path: str, axis: str = "flops") -> str:
-    """Least search compute reaching each threshold vs training compute, with the fitted planes."""
+def frontier(fit: FrontierFit | None, path: str, axis: str = "flops", points=None,
+             split: str | None = None) -> str:
+    """Least search compute reaching each threshold vs training compute (the Pareto points, drawn
+    even when the fit fails), with the fitted iso-solve-rate lines."""
+    points = points if points is not None else fit.points
     fig = Figure(figsize=(6.4, 4.4))
     ax = fig.add_subplot()
-    taus = sorted({p["threshold"] for p in fit.points})
+    taus = sorted({p["threshold"] for p in points})
     for color, tau in zip(_colors(len(taus)), taus, strict=True):
-        pts = [p for p in fit.points if p["threshold"] == tau]
+        pts = [p for p in points if p["threshold"] == tau]
         x = np.array([p["train_flops"] for p in pts])
         ax.scatter(x, [p["test_flops"] for p in pts], color=color, s=20, label=f"solve {tau:.0%}")
-        grid = np.logspace(np.log10(x.min()) - 0.2, np.log10(x.max()) + 0.2, 20)
-        ax.plot(grid, [fit.test_compute(g, tau) for g in grid], color=color, lw=1)
+        if fit is not None:
+            grid = np.logspace(np.log10(x.min()) - 0.2, np.log10(x.max()) + 0.2, 20)
+            ax.plot(grid, [fit.test_compute(g, tau) for g in grid], color=color, lw=1)
+    title = "train/test trade-off" + (f" ({split})" if split else "")
+    title += f": slope m = {fit.m:.2f}" if fit is not None else ": fit failed (points only)"
     ax.set(xscale="log", yscale="log", xlabel="training compute (FLOPs)",
-           ylabel=f"search {axis} per problem",
-           title=f"train/test trade-off: slope m = {fit.m:.2f}")
+           ylabel=f"search {axis} per problem", title=title)
     ax.legend(fontsize=7)
     return _save(fig, path)

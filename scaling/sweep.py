@@ -1,7 +1,7 @@
 r"""IsoFLOP sweep design under a total compute budget, and hyperparameters for a predicted optimum.
 
     python -m scaling.sweep --total_flops=3e13 --num_budgets=3 --depths=1,2,3,4 \
-        --calibrate_from=runs/default --root=runs/sweep --config=train/configs/default.py
+        --calibrate_from=runs/default --root=runs/sweep --config=train/configs/g24_supervised.py
 
 prints one ``python -m train.main`` invocation per run that has no ``run.json`` yet (finished runs
 are the cache) and writes the plan to ``<root>/sweep.json``. Design: K budgets spaced by
@@ -27,11 +27,12 @@ import numpy as np
 
 @dataclasses.dataclass(frozen=True)
 class SweepRun:
-    """One planned run: nominal budget, depth, N, steps, tokens D and FLOPs C it will spend."""
+    """One planned run: nominal budget, size (the config's ``size=`` argument: ``d3``,
+    ``d2w48``), N, steps, tokens D and FLOPs C it will spend."""
 
     name: str
     budget: float
-    depth: int
+    size: str
     params: float
     steps: int
     tokens: float
@@ -43,17 +44,27 @@ def model_fns(seq_len: int, **model_kw) -> tuple[Callable, Callable]:
     from nnx_models.config import ModelConfig  # lazy: the fits and the design need no JAX
     from scaling import flops
 
-    cfg = lambda depth: ModelConfig.from_depth(depth, **model_kw)
+    cfg = lambda size: ModelConfig.from_depth(int(str(size).lstrip("d")), **model_kw)  # d<K> or K
     return (lambda d: flops.param_counts(cfg(d))["non_embedding"],
             lambda d: flops.train_flops_per_token(cfg(d), seq_len))
 
 
-def design_isoflop_sweep(total_flops: float, num_budgets: int, depths: Iterable[int],
-                         params_fn: Callable[[int], float], tokens_per_step: int, *,
-                         flops_per_token_fn: Callable[[int], float] | None = None,
+def _size_label(size) -> str:
+    return f"d{int(size)}" if isinstance(size, (int, np.integer)) else str(size)
+
+
+def design_isoflop_sweep(total_flops: float, num_budgets: int, sizes: Iterable,
+                         params_fn: Callable[[str], float], tokens_per_step: int, *,
+                         flops_per_token_fn: Callable[[str], float] | None = None,
                          budget_ratio: float = math.sqrt(10), sizes_per_budget: int = 4,
-                         tokens_per_param: float = 20.0, min_steps: int = 20) -> list[SweepRun]:
-    """Plan an IsoFLOP grid whose runs together spend at most ``total_flops`` (module docstring)."""
+                         tokens_per_param: float = 20.0, min_steps: int = 20,
+                         max_steps: int | None = None) -> list[SweepRun]:
+    """Plan an IsoFLOP grid whose runs together spend at most ``total_flops`` (module docstring).
+
+    ``sizes``: candidate ``size=`` arguments of the train config (an int K means ``d<K>``);
+    ``params_fn`` / ``flops_per_token_fn`` take such a label. Runs that would need fewer than
+    ``min_steps`` or more than ``max_steps`` updates (None: no cap; a machine's time per run)
+    are not candidates."""
     for name, value, lo in (("total_flops", total_flops, 0), ("budget_ratio", budget_ratio, 1),
                             ("tokens_per_param", tokens_per_param, 0),
                             ("tokens_per_step", tokens_per_step, 0)):
@@ -62,23 +73,26 @@ def design_isoflop_sweep(total_flops: float, num_budgets: int, depths: Iterable[
     if num_budgets < 1 or sizes_per_budget < 1 or min_steps < 1:
         raise ValueError(f"num_budgets={num_budgets}, sizes_per_budget={sizes_per_budget} and "
                          f"min_steps={min_steps} must all be >= 1.")
-    depths = sorted(set(int(d) for d in depths))
-    if not depths or depths[0] < 1:
-        raise ValueError(f"depths={depths} must be a non-empty list of integers >= 1.")
-    fpt = flops_per_token_fn or (lambda d: 6.0 * params_fn(d))
+    if any(isinstance(z, (int, np.integer)) and z < 1 for z in sizes):
+        raise ValueError(f"sizes={list(sizes)}: depths must be >= 1.")
+    labels = list(dict.fromkeys(_size_label(z) for z in sizes))
+    if not labels:
+        raise ValueError("sizes is empty; give at least one model size.")
+    fpt = flops_per_token_fn or (lambda z: 6.0 * params_fn(z))
     c1 = total_flops / (sizes_per_budget * sum(budget_ratio**i for i in range(num_budgets)))
     runs = []
     for i in range(num_budgets):
         budget = c1 * budget_ratio**i
         n_star = math.sqrt(budget / (6 * tokens_per_param))
-        ok = [d for d in depths if budget // (fpt(d) * tokens_per_step) >= min_steps]
-        ok.sort(key=lambda d: abs(math.log(params_fn(d) / n_star)))
-        for d in sorted(ok[:sizes_per_budget]):
-            steps = int(budget // (fpt(d) * tokens_per_step))
+        ok = [z for z in labels if min_steps <= budget // (fpt(z) * tokens_per_step)
+              <= (max_steps or math.inf)]
+        ok.sort(key=lambda z: abs(math.log(params_fn(z) / n_star)))
+        for z in sorted(ok[:sizes_per_budget], key=params_fn):
+            steps = int(budget // (fpt(z) * tokens_per_step))
             tokens = steps * tokens_per_step
-            runs.append(SweepRun(f"C{budget:.2e}_d{d}".replace("+", ""), budget, d,
-                                 float(params_fn(d)), steps, float(tokens),
-                                 float(fpt(d) * tokens)))
+            runs.append(SweepRun(f"C{budget:.2e}_{z}".replace("+", ""), budget, z,
+                                 float(params_fn(z)), steps, float(tokens),
+                                 float(fpt(z) * tokens)))
     return runs
 
 
@@ -90,7 +104,7 @@ def commands(design: list[SweepRun], root: str, config: str, extra_args: Iterabl
         workdir = os.path.join(root, r.name)
         if os.path.exists(os.path.join(workdir, "run.json")):
             continue
-        args = [f"--config={config}:size=d{r.depth}", f"--workdir={workdir}",
+        args = [f"--config={config}:size={r.size}", f"--workdir={workdir}",
                 f"--config.train.steps={r.steps}", *extra_args]
         out.append(f"{python} -m train.main " + " ".join(args))
     return out
@@ -154,11 +168,11 @@ def main(argv=None) -> int:
     flags.DEFINE_integer("min_steps", 20, "Drop runs with fewer steps.", lower_bound=1)
     flags.DEFINE_list("depths", ["1", "2", "3", "4", "5", "6"], "Candidate depths.")
     flags.DEFINE_integer("batch_size", 64, "Sequences per step (the train config's).")
-    flags.DEFINE_integer("seq_len", 83, "Tokens per example (83: default.py's g24 encoding).")
+    flags.DEFINE_integer("seq_len", 83, "Tokens per example (83: g24_supervised.py's encoding).")
     flags.DEFINE_string("calibrate_from", None, "A finished run (dir or run.json) of the same "
                         "config: batch_size and seq_len are read from it.")
     flags.DEFINE_string("root", "runs/sweep", "Parent directory of the run workdirs.")
-    flags.DEFINE_string("config", "train/configs/default.py", "Train config file.")
+    flags.DEFINE_string("config", "train/configs/g24_supervised.py", "Train config file.")
 
     def run(_):
         shape = {"batch_size": f.batch_size, "seq_len": f.seq_len}

@@ -27,7 +27,7 @@ from scaling import workdir as workdir_lib
 from search import datasets, sweep
 from train import checkpoint as ckpt_lib
 from train import metrics, modes
-from train.configs import common, default
+from train.configs import common, g24_supervised
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # The tiny supervised run: d1 model, 4-slot whole-number states, 60 updates, checkpoints at
@@ -43,7 +43,7 @@ CORRUPTIONS = ("truncate_data", "zero_data", "meta", "state_metadata")
 
 
 def tiny_config(data_dir: str, **overrides):
-    c = default.get_config("runlocal")
+    c = g24_supervised.get_config("runlocal")
     for key, value in {**TINY, "data.data_dir": data_dir, **overrides}.items():
         section, field = key.split(".")
         c[section][field] = value

@@ -248,6 +248,19 @@ def test_frontier_recovers_tradeoff_slope():
     assert [p["train_flops"] for p in pts] == list(train)
 
 
+def test_frontier_groups_runs_of_one_budget_before_picking_pareto_points():
+    train, curves = _jones_curves()
+    # a second size of the 1e16 budget, 2% more train FLOPs, needing 2x less search: without the
+    # grouping both runs of that budget would be frontier points (the cheaper-first one too)
+    better = (curves[1][0] / 2, curves[1][1])
+    pts = fit_inference.frontier_points(np.append(train, 1.02e16), curves + [better], [0.5])
+    assert [p["train_flops"] for p in pts] == [1e15, pytest.approx(1.01e16), 1e17, 1e18]
+    assert pts[1]["run"] == "4"  # the better run represents its budget
+    ungrouped = fit_inference.frontier_points(np.append(train, 1.02e16), curves + [better], [0.5],
+                                              budget_rtol=0.0)
+    assert len(ungrouped) == 5
+
+
 def test_compute_to_reach_statuses():
     assert fit_inference.compute_to_reach([1, 10, 100], [0.2, 0.4, 0.3], 0.3) == (
         pytest.approx(10**0.5), "ok")

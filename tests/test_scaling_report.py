@@ -184,27 +184,29 @@ def test_report_skips_sections_without_data(fake_runs, tmp_path):
 
 # ----------------------------------------------------------------------------- sweep design
 def test_isoflop_sweep_design(tmp_path):
-    params_fn = lambda depth: 12 * (64 * depth) ** 2 * depth  # ~12 d^2 per layer
-    design = sweep.design_isoflop_sweep(total_flops=3e15, num_budgets=3, depths=range(1, 9),
+    depth = lambda size: int(size.lstrip("d"))  # labels "d1".."d8"
+    params_fn = lambda z: 12 * (64 * depth(z)) ** 2 * depth(z)  # ~12 d^2 per layer
+    design = sweep.design_isoflop_sweep(total_flops=3e15, num_budgets=3, sizes=range(1, 9),
                                         params_fn=params_fn, tokens_per_step=64 * 32,
                                         sizes_per_budget=4)
     assert sum(r.flops for r in design) <= 3e15 * 1.0001
     budgets = sorted({r.budget for r in design})
     assert len(budgets) == 3 and budgets[1] / budgets[0] == pytest.approx(budgets[2] / budgets[1])
     for r in design:  # steps fill the budget at 6 N per token
-        assert r.flops == pytest.approx(6 * params_fn(r.depth) * r.steps * 64 * 32)
+        assert r.flops == pytest.approx(6 * params_fn(r.size) * r.steps * 64 * 32)
         assert abs(r.flops - r.budget) / r.budget < 0.05 or r.steps == 1
     (tmp_path / design[0].name).mkdir()
     (tmp_path / design[0].name / "run.json").write_text("{}")
-    cmds = sweep.commands(design, str(tmp_path), config="train/configs/default.py")
+    cmds = sweep.commands(design, str(tmp_path), config="train/configs/g24_supervised.py")
     assert len(cmds) == len(design) - 1  # cached run skipped
-    assert cmds[0].startswith("python -m train.main --config=train/configs/default.py:size=d")
+    assert cmds[0].startswith("python -m train.main --config=train/configs/g24_supervised.py:size=d")
     assert "--config.train.steps=" in cmds[0] and f"--workdir={tmp_path}/" in cmds[0]
-    hp = sweep.suggest_hparams(n_opt=params_fn(4) * 1.1, flops=1e16, depths=range(1, 9),
-                               params_fn=params_fn, seq_len=32)
+    by_depth = lambda d: params_fn(f"d{d}")
+    hp = sweep.suggest_hparams(n_opt=by_depth(4) * 1.1, flops=1e16, depths=range(1, 9),
+                               params_fn=by_depth, seq_len=32)
     assert hp["depth"] == 4 and hp["batch_size"] >= 1 and 0 < hp["learning_rate"] < 1
     with pytest.raises(ValueError, match="total_flops"):
-        sweep.design_isoflop_sweep(total_flops=-1, num_budgets=3, depths=[1],
+        sweep.design_isoflop_sweep(total_flops=-1, num_budgets=3, sizes=[1],
                                    params_fn=params_fn, tokens_per_step=64)
 
 

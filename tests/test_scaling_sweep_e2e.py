@@ -1,6 +1,6 @@
 """A micro IsoFLOP sweep end to end: launch.sweep plan -> train.main runs -> search evals -> report.
 
-Four runs (2 budgets x depths 1, 2) of ``train/configs/sweep_tiny.py:runlocal``, each trained
+Four runs (2 budgets x sizes d1w8, d1w16) of ``train/configs/sweep_cpu.py:runlocal``, each trained
 in-process through ``train.modes.run`` with exactly the arguments ``launch.sweep`` would pass on
 its command line, then ``scripts/sweep_eval.py`` and ``python -m scaling.main`` as the real
 sweep (``scripts/cpu_sweep.sh``) runs them. Cost: ~15 s of CPU per train run (jit compiles),
@@ -20,13 +20,13 @@ from absl import flags
 from ml_collections import config_flags
 
 from launch import sweep as launch_sweep
+from launch.sweeps import cpu as cpu_grid
 from scaling import flops
 from train import checkpoint, run_model
 from train import modes as train_modes
-from train.configs import sweep_tiny
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SPLIT, BUDGETS = "g24:test:8", (1, 2)
+SPLIT, BUDGETS = "g4_t100:test:8", (1, 2)
 
 
 def _load_script(name: str):
@@ -53,11 +53,11 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def sweep(tmp_path_factory):
     root = str(tmp_path_factory.mktemp("sweep"))
-    grid = sweep_tiny.get_config("grid")
-    with grid.unlocked():  # 2 budgets x 2 depths of the runlocal shape (batch 8, 27 tokens)
-        grid.update(train_config="train/configs/sweep_tiny.py:runlocal", total_flops=3e10,
-                    num_budgets=2, budget_ratio=2.0, sizes_per_budget=2, depths="1,2",
-                    min_steps=3, root=root)
+    grid = cpu_grid.get_config()
+    with grid.unlocked():  # 2 budgets x 2 sizes of the runlocal shape (batch 8, 7 tokens)
+        grid.update(train_config="train/configs/sweep_cpu.py:runlocal", total_flops=3e8,
+                    num_budgets=2, budget_ratio=2.0, sizes_per_budget=2, sizes="d1w8,d1w16",
+                    min_steps=3, max_steps=0, root=root)
     plan = launch_sweep.design(grid)
     for run in plan.runs:
         config, workdir = _parse(launch_sweep.run_args(plan, run))
@@ -66,9 +66,9 @@ def sweep(tmp_path_factory):
 
 
 def test_plan_is_isoflop_and_runs_record_what_was_planned(sweep):
-    assert [(f"{r.budget:.2g}", r.depth) for r in sweep.runs] == [
-        ("5e+09", 1), ("5e+09", 2), ("1e+10", 1), ("1e+10", 2)]
-    assert sweep.seq_len == 27 and sweep.tokens_per_step == 8 * 27
+    assert [(f"{r.budget:.2g}", r.size) for r in sweep.runs] == [
+        ("5e+07", "d1w8"), ("5e+07", "d1w16"), ("1e+08", "d1w8"), ("1e+08", "d1w16")]
+    assert sweep.seq_len == 7 and sweep.tokens_per_step == 8 * 7
     for r in sweep.runs:
         workdir = os.path.join(sweep.root, r.name)
         assert launch_sweep.run_status(workdir, r.steps) == "done"
@@ -80,7 +80,7 @@ def test_plan_is_isoflop_and_runs_record_what_was_planned(sweep):
         assert np.isfinite(rec["final_metrics"]["eval/loss"])
     # Same budget -> same C; the bigger model trains on fewer tokens.
     d1, d2 = sweep.runs[2:]
-    assert d2.params > 5 * d1.params and d2.steps < d1.steps / 5
+    assert d2.params > 2 * d1.params and d2.steps < d1.steps / 2
 
 
 def test_search_evals_of_sweep_runs_then_report(sweep, tmp_path):
@@ -112,10 +112,10 @@ def test_search_evals_of_sweep_runs_then_report(sweep, tmp_path):
         mine = {e["simulations"]: e for e in rec["search_evals"] if e["method"] == "mcts"}
         assert sorted(mine) == list(BUDGETS)
         model_cfg = run_model.load_run_model(workdir)[0].cfg
-        per_eval = flops.forward_flops_per_state(model_cfg, 27, 4)
+        per_eval = flops.forward_flops_per_state(model_cfg, 7, 4)
         for b, e in mine.items():
             assert e["split"] == SPLIT and e["num_problems"] == 8 and 0 <= e["solve_rate"] <= 1
-            # Every g24 episode is 3 moves of b simulations plus the root's evaluation.
+            # Every 4-number episode is 3 moves of b simulations plus the root's evaluation.
             assert e["evals_per_problem"] == 3 * (b + 1)
             assert e["search_flops_per_problem"] == pytest.approx(3 * (b + 1) * per_eval)
     # A second pass is a cache hit: nothing is appended twice; a new budget alone would be run.

@@ -83,8 +83,10 @@ def tokenized(rows: Mapping[str, np.ndarray], tok_cfg: tokenizer.TokenizerConfig
 def _draw_rows(cfg: stream.StreamConfig, batch: int, lo: int, hi: int,
                position: int) -> dict[str, np.ndarray]:
     """Rows ``lo..hi-1`` of global batch ``position`` (top level: picklable for grain workers)."""
+    from train import stream_cache  # exact: serves the same rows when $ZERO24_STREAM_CACHE has them
+
     base = position * batch
-    return stream.draw_range(cfg, base + lo, base + hi)
+    return stream_cache.draw_range(cfg, base + lo, base + hi)
 
 
 class StreamLoader:
