@@ -142,6 +142,9 @@ def score(prediction: dict, recs: list[dict], loss_key: str = "eval/loss",
 def baseline_rows(results: dict) -> dict:
     """A network-free reference (``search.eval`` results.json) as {split, method, points}."""
     entries = results.get("entries", results.get("results", []))
+    if entries:  # one row per method: the played line (e.g. uniform_mcts, not its _tree variant)
+        method = min({str(e["method"]) for e in entries}, key=len)
+        entries = [e for e in entries if e["method"] == method]
     pts = sorted((int(e["simulations"]), float(e["solve_rate"]), e.get("solve_rate_ci"),
                   str(e["split"]), str(e["method"])) for e in entries)
     return {"network": results.get("network", "uniform"),
