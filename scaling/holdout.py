@@ -42,8 +42,11 @@ def flops_per_param_token(recs: list[dict]) -> float:
 
 
 def predict(recs: list[dict], budget: float, *, loss_key: str = "eval/loss", level: float = 0.95,
-            bootstrap: int = 200, seed: int = 0) -> dict:
-    """Approach-2 and approach-3 predictions at ``budget`` from ``recs`` (module docstring)."""
+            bootstrap: int = 200, seed: int = 0, planned: list[dict] | None = None) -> dict:
+    """Approach-2 and approach-3 predictions at ``budget`` from ``recs`` (module docstring).
+
+    ``planned``: the held-out budget's planned runs ({name, params, tokens} from the sweep plan);
+    approach 3 also predicts each one's loss L(N, D), with a bootstrap interval."""
     recs = usable(recs)
     t = records.to_table(recs, loss_key)
     common = dict(bootstrap=bootstrap, level=level, seed=seed)
@@ -55,9 +58,21 @@ def predict(recs: list[dict], budget: float, *, loss_key: str = "eval/loss", lev
     try:
         a3 = fit.fit_parametric(t.params, t.tokens, t.loss, **common)
         out["approach3"] = a3.optimum(budget, flops_per_param_token(recs), level)
+        out["approach3"]["runs"] = [
+            {"name": r["name"], "params": r["params"], "tokens": r["tokens"],
+             "loss": float(a3.predict(r["params"], r["tokens"])),
+             "loss_ci": _param_interval(a3, r["params"], r["tokens"], level)}
+            for r in planned or []]
     except ValueError as e:
         out["approach3"] = {"skipped": str(e)}
     return out
+
+
+def _param_interval(a3: fit.ParametricFit, n: float, d: float, level: float) -> list:
+    if a3.samples is None or not len(a3.samples):
+        return [None, None]
+    e, a, b, al, be = a3.samples.T
+    return fit.percentile_ci(e + a / n**al + b / d**be, level).tolist()
 
 
 def outcome(recs: list[dict], *, loss_key: str = "eval/loss") -> dict:
@@ -135,8 +150,20 @@ def score(prediction: dict, recs: list[dict], loss_key: str = "eval/loss",
             and r["name"] not in used]
     if not held:
         return {"prediction": prediction, "status": f"no finished run at C={b:.3g} yet"}
-    result = outcome(held, loss_key=loss_key)
-    return {"prediction": prediction, "outcome": result, "rows": compare(prediction, result)}
+    by_name = {r["name"]: r for r in held}
+    per_run = []
+    for p in prediction.get("approach3", {}).get("runs", []):
+        if p["name"] in by_name:
+            actual = float(by_name[p["name"]]["final_metrics"][loss_key])
+            lo, hi = p["loss_ci"]
+            per_run.append({**p, "actual": actual, "error": actual - p["loss"],
+                            "inside_ci": None if lo is None else bool(lo <= actual <= hi)})
+    try:
+        result = outcome(held, loss_key=loss_key)
+    except ValueError as e:
+        return {"prediction": prediction, "status": str(e), "per_run": per_run, "rows": []}
+    return {"prediction": prediction, "outcome": result, "rows": compare(prediction, result),
+            "per_run": per_run}
 
 
 def baseline_rows(results: dict) -> dict:
@@ -168,21 +195,34 @@ def render_md(report: dict) -> list[str]:
     if not h:
         return lines
     lines += ["## Held-out budget: prediction vs outcome", ""]
-    if "skipped" in h or "rows" not in h:
+    if "skipped" in h or "prediction" not in h:
         return lines + [f"{h.get('skipped') or h.get('status')}", ""]
-    p, o = h["prediction"], h["outcome"]
+    p, o = h["prediction"], h.get("outcome")
     lines += [f"Predicted at {p['created']} from {len(p['runs'])} runs of the other budgets, "
-              f"before any run of C = {g(p['budget'])} existed; outcome: the parabola through "
-              f"its {len(o['runs'])} runs (vertex {'inside' if o.get('interior') else 'OUTSIDE'} "
-              f"the sampled sizes; lowest run {o['lowest_run']}, loss "
-              f"{g(o['lowest_loss'], '.4f')}).", "",
-              "| method | quantity | predicted [95% CI] | actual | error | inside CI |",
-              "|---|---|---|---|---|---|"]
-    for r in h["rows"]:
+              f"before any run of C = {g(p['budget'])} existed."]
+    if o is None:
+        lines += [f"Outcome: {h.get('status')}."]
+    else:
+        where = "inside" if o.get("interior") else "OUTSIDE"
+        lines += [f"Outcome: the parabola through its {len(o['runs'])} runs (vertex {where} the "
+                  f"sampled sizes; lowest run {o['lowest_run']}, loss "
+                  f"{g(o['lowest_loss'], '.4f')}).", "",
+                  "| method | quantity | predicted [95% CI] | actual | error | inside CI |",
+                  "|---|---|---|---|---|---|"]
+    for r in h.get("rows", []):
         ci = "n/a" if r["ci"][0] is None else f"[{g(r['ci'][0], '.4g')}, {g(r['ci'][1], '.4g')}]"
         lines.append(f"| {r['method']} | {r['quantity']} | {g(r['predicted'], '.4g')} {ci} | "
                      f"{g(r['actual'], '.4g')} | {g(r['error'], '.3g')} ({r['error_kind']}) | "
                      f"{r['inside_ci']} |")
+    if h.get("per_run"):
+        lines += ["", "Every held-out run's loss, predicted by approach 3's L(N, D) before it was "
+                  "trained:", "", "| run | N | D | predicted loss [95% CI] | actual | actual - "
+                  "predicted | inside CI |", "|---|---|---|---|---|---|---|"]
+        for r in h["per_run"]:
+            lines.append(f"| {r['name']} | {g(r['params'])} | {g(r['tokens'])} | "
+                         f"{g(r['loss'], '.4f')} [{g(r['loss_ci'][0], '.4f')}, "
+                         f"{g(r['loss_ci'][1], '.4f')}] | {g(r['actual'], '.4f')} | "
+                         f"{g(r['error'], '+.4f')} | {r['inside_ci']} |")
     return lines + [""]
 
 
@@ -214,14 +254,16 @@ def main(argv=None) -> int:
         budgets = sorted({r["budget"] for r in plan})
         if not 0 <= a.budget < len(budgets):
             raise ValueError(f"--budget={a.budget} is out of range; allowed 0..{len(budgets) - 1}.")
-        held = {r["name"] for r in plan if r["budget"] == budgets[a.budget]}
+        planned = [r for r in plan if r["budget"] == budgets[a.budget]]
+        held = {r["name"] for r in planned}
         root = os.path.dirname(os.path.abspath(a.plan))
         if done := sorted(n for n in held if os.path.exists(os.path.join(root, n, "run.json"))):
             raise ValueError(f"held-out runs {done} already finished; a prediction must be made "
                              "before its budget is trained.")
         recs = [r for r in records.load_records(a.runs) if r["name"] not in held
                 and os.path.basename(os.path.dirname(r["_path"])) not in held]
-        pred = predict(recs, budgets[a.budget], loss_key=a.loss_key, bootstrap=a.bootstrap)
+        pred = predict(recs, budgets[a.budget], loss_key=a.loss_key, bootstrap=a.bootstrap,
+                       planned=planned)
         pred["held_out_runs"] = sorted(held)
     except (ValueError, KeyError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)

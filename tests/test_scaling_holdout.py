@@ -10,8 +10,9 @@ from scaling import holdout, records, report
 from tests.test_scaling_report import BUDGETS, TRUTH, _loss, _record
 
 
-def _runs(root, budgets, sizes=5, noise=0.002, seed=0):
-    """``sizes`` runs per budget around the true optimum of TRUTH (C = 6ND)."""
+def _runs(root, budgets, sizes=5, noise=0.002, seed=0, write=True):
+    """``sizes`` runs per budget around the true optimum of TRUTH (C = 6ND); returns the plan
+    rows (``write=False``: the plan only, no run.json)."""
     rng = np.random.default_rng(seed)
     a = TRUTH["beta"] / (TRUTH["alpha"] + TRUTH["beta"])
     g = (TRUTH["alpha"] * TRUTH["A"] / (TRUTH["beta"] * TRUTH["B"])) ** (
@@ -22,8 +23,10 @@ def _runs(root, budgets, sizes=5, noise=0.002, seed=0):
         for j, v in enumerate(np.linspace(centre - 0.8, centre + 0.8, sizes)):
             n = float(10**v)
             name = f"C{c:.0e}_s{j}"
-            plan.append({"name": name, "budget": c})
+            plan.append({"name": name, "budget": c, "params": n, "tokens": c / (6 * n)})
             loss = _loss(n, c / (6 * n)) * float(np.exp(rng.normal(0, noise)))
+            if not write:
+                continue
             (root / name).mkdir(parents=True, exist_ok=True)
             (root / name / "run.json").write_text(json.dumps(_record(name, n, c, loss, [])))
     return plan
@@ -31,8 +34,7 @@ def _runs(root, budgets, sizes=5, noise=0.002, seed=0):
 
 def test_prediction_of_a_held_out_budget_matches_the_truth_and_scores(tmp_path):
     held = 1e16
-    plan = _runs(tmp_path, BUDGETS) + [{"name": f"C{held:.0e}_s{j}", "budget": held}
-                                       for j in range(5)]
+    plan = _runs(tmp_path, BUDGETS) + _runs(tmp_path, [held], write=False)
     (tmp_path / "sweep.json").write_text(json.dumps({"runs": plan}))
     pred_path = tmp_path / "prediction.json"
     args = [f"--plan={tmp_path}/sweep.json", f"--runs={tmp_path}/C*", "--budget=3",
@@ -65,6 +67,11 @@ def test_prediction_of_a_held_out_budget_matches_the_truth_and_scores(tmp_path):
     assert rows[("approach2", "loss")]["error"] == pytest.approx(
         scored["outcome"]["loss_opt"] - pred["approach2"]["loss"])
     assert abs(rows[("approach2", "loss")]["error"]) < 0.03 * l_true
+    # every held-out run's loss was predicted from its planned N and D (approach 3)
+    assert [r["name"] for r in scored["per_run"]] == pred["held_out_runs"]
+    for r in scored["per_run"]:
+        assert r["loss"] == pytest.approx(r["actual"], rel=0.02)
+        assert r["loss_ci"][0] < r["loss_ci"][1]
     # The best run per budget, for the search evals.
     best = holdout.best_per_budget(recs)
     assert len(best) == 4 and all(os.path.isdir(b) for b in best)
