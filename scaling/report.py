@@ -110,10 +110,12 @@ def fit_all(recs: list[dict], opts: ReportOptions = ReportOptions()) -> tuple[di
             objs[key] = f
             rb, _ = fit.group_budgets(table.flops, opts.budget_rtol)
             sampled = [table.params[np.isclose(rb, b)] for b in f.budgets]
-            interior = [bool(np.isfinite(n) and ns.min() <= n <= ns.max())
+            interior = [None if not np.isfinite(n) else  # 1e-9: the lowest run is sampled
+                        bool(ns.min() * (1 - 1e-9) <= n <= ns.max() * (1 + 1e-9))
                         for n, ns in zip(f.n_opt, sampled, strict=True)]
             return {"method": f.method, "budgets": f.budgets, "n_opt": f.n_opt, "d_opt": f.d_opt,
-                    "loss_opt": f.loss_opt, "interior": interior, "num_interior": sum(interior),
+                    "loss_opt": f.loss_opt, "interior": interior,
+                    "num_interior": sum(bool(i) for i in interior),
                     "n_law": _law(f.n_law), "d_law": _law(f.d_law),
                     "loss_law": None if f.loss_law is None else {
                         "floor": f.loss_law.floor, "coef": f.loss_law.coef,

@@ -199,7 +199,8 @@ def test_isoflop_sweep_design(tmp_path):
     (tmp_path / design[0].name / "run.json").write_text("{}")
     cmds = sweep.commands(design, str(tmp_path), config="train/configs/g24_supervised.py")
     assert len(cmds) == len(design) - 1  # cached run skipped
-    assert cmds[0].startswith("python -m train.main --config=train/configs/g24_supervised.py:size=d")
+    assert cmds[0].startswith(
+        "python -m train.main --config=train/configs/g24_supervised.py:size=d")
     assert "--config.train.steps=" in cmds[0] and f"--workdir={tmp_path}/" in cmds[0]
     by_depth = lambda d: params_fn(f"d{d}")
     hp = sweep.suggest_hparams(n_opt=by_depth(4) * 1.1, flops=1e16, depths=range(1, 9),
