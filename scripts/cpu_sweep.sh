@@ -24,6 +24,8 @@ GRID=${GRID:-launch/sweeps/cpu.py}
 RESULTS=${RESULTS:-results/sweep_cpu}
 SPLITS=${SPLITS:-tsllm362,g4_t100:test:100}
 BUDGETS=${BUDGETS:-1,4,16,64,256}
+CSV=${CSV:-../shared/benchmarks/24.csv}  # the ToT puzzles: TS-LLM-362 is a subset of them
+PROCS=${PROCS:-2}                         # labelling processes for the stream cache
 export ZERO24_STREAM_CACHE=${ZERO24_STREAM_CACHE:-runs/stream_cache}
 export JAX_COMPILATION_CACHE_DIR=${JAX_COMPILATION_CACHE_DIR:-$ROOT/jax_cache}
 export JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS=0
@@ -40,7 +42,7 @@ PYEOF
 )
 LAST=$((K - 1))
 "$PY" -m train.stream_cache --config="$TRAIN_CONFIG" --examples="$EXAMPLES" \
-    --dir="$ZERO24_STREAM_CACHE" --processes=2
+    --dir="$ZERO24_STREAM_CACHE" --processes="$PROCS"
 echo "[cpu_sweep] stream cache ready after $((SECONDS - t0)) s"
 sweep --backend=local --budgets="$(seq -s, 0 $((LAST - 1)))" "$@"
 echo "[cpu_sweep] budgets 0..$((LAST - 1)) trained after $((SECONDS - t0)) s"
@@ -57,7 +59,8 @@ done
 for SPLIT in ${SPLITS//,/ }; do  # the network-free reference at the same budgets (cached)
     OUT="$ROOT/baseline_uniform/${SPLIT//:/_}"
     [ -f "$OUT/search_eval/results.json" ] || "$PY" -m search.eval --workdir="$OUT" --model=uniform \
-        --splits="$SPLIT" --methods=uniform_mcts --budgets="$BUDGETS" --n_max=4
+        --splits="$SPLIT" --methods=uniform_mcts --budgets="$BUDGETS" --n_max=4 \
+        ${CSV:+$([ -f "$CSV" ] && echo "--csv=$CSV")}
 done
 echo "[cpu_sweep] search evals done after $((SECONDS - t0)) s"
 "$PY" scripts/export_records.py --runs="$ROOT/C*" --extra="$ROOT/sweep.json,$ROOT/prediction.json" \

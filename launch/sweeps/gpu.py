@@ -2,7 +2,7 @@ r"""The one-GPU IsoFLOP sweep: the CPU sweep's design (``launch/sweeps/cpu.py``)
 budgets, on bigger sizes, ready to run.
 
     python -m launch.sweep --grid=launch/sweeps/gpu.py --backend=print
-    GRID=launch/sweeps/gpu.py ROOT=runs/sweep_gpu RESULTS=results/sweep_gpu \
+    GRID=launch/sweeps/gpu.py ROOT=runs/sweep_gpu RESULTS=results/sweep_gpu PROCS=16 \
         bash scripts/cpu_sweep.sh      # the same pipeline: cache, train, hold out, evals, report
 
 Same train config (``train/configs/sweep_cpu.py``: the labelled stream on 4 slots, one learning
