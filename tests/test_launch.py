@@ -245,9 +245,13 @@ def test_gpu_and_cpu_xla_presets_parse_in_this_jaxlib():
 
 
 def _grid(root: str, **kw):
-    from launch.sweeps import tiny
+    """A depth grid: 2 budgets x 3 depths (the CPU grid's fields, launch/sweeps/cpu.py)."""
+    from launch.sweeps import cpu
 
-    g = tiny.get_config()
+    g = cpu.get_config()
+    g.update(train_config="train/configs/g24_supervised.py", sizes="", depths="1,2,3",
+             total_flops=4e12, num_budgets=2, sizes_per_budget=3,
+             tokens_per_param=20.0, min_steps=20, max_steps=0)
     g.root = root
     for k, v in kw.items():
         g[k] = v
@@ -273,7 +277,7 @@ def test_sweep_plan_statuses_print_and_slurm(tmp_path, capsys):
     tok = tokenizer.TokenizerConfig(n_max=4, number_encoding="whole", max_digits=3, whole_max=40)
     for r in plan.runs:  # N and C are those run.json will record for this config
         cfg = steps.model_config(dict(sweep.load_train_config("train/configs/g24_supervised.py")
-                                      .model.to_dict(), depth=r.depth), tok)
+                                      .model.to_dict(), depth=int(r.size[1:])), tok)
         assert r.params == flops.param_counts(cfg)["non_embedding"]
         assert r.flops == r.steps * plan.tokens_per_step * flops.train_flops_per_token(cfg, 27)
     done, partial = plan.runs[0], plan.runs[1]
@@ -286,8 +290,9 @@ def test_sweep_plan_statuses_print_and_slurm(tmp_path, capsys):
     commands = [line for line in out.splitlines() if line.startswith("python -m train.main")]
     assert len(commands) == len(plan.runs) - 1 and done.name not in "".join(commands)
     assert commands[0] == ("python -m train.main --config=train/configs/g24_supervised.py:size="
-                           f"d{partial.depth} --workdir={root}/{partial.name} "
-                           f"--config.train.steps={partial.steps} --config.data.n_max=4 "
+                           f"{partial.size} --workdir={root}/{partial.name} "
+                           f"--config.train.steps={partial.steps} --config.name={partial.name} "
+                           "--config.data.n_max=4 "
                            "--config.tokenizer.number_encoding=whole --config.tokenizer.whole_max"
                            "=40 --config.train.batch_size=32 --config.train.warmup_steps=5 "
                            "--config.train.eval_every=50 --config.checkpoint.every=50 "
@@ -306,7 +311,7 @@ def test_sweep_plan_statuses_print_and_slurm(tmp_path, capsys):
                        capture_output=True, text=True, timeout=30)
     assert r.returncode == 0, r.stderr
     assert "srun --kill-on-bad-exit=1" in r.stdout and "-m train.main --multihost " \
-        f"--config=train/configs/g24_supervised.py:size=d{partial.depth} --workdir={root}/" \
+        f"--config=train/configs/g24_supervised.py:size={partial.size} --workdir={root}/" \
         f"{partial.name} " in r.stdout and "--xla_gpu_enable_latency_hiding_scheduler" in r.stdout
 
 
