@@ -86,7 +86,7 @@ def flagship_steps(dry: bool, workdir: str | None = None) -> dict:
     with c.unlocked():
         if not dry:
             c.train.time_limit_s, c.sl.iterations, c.sl.eval_every = 120.0, 2, 100
-            c.eval.sets, c.eval.simulations = "n6:test:64", "32"
+            c.eval.sets, c.eval.simulations = ("n6:test:64",), (32,)
     with (contextlib.nullcontext(workdir) if workdir else tempfile.TemporaryDirectory()) as work:
         t0 = time.perf_counter()
         modes.run("flagship", c, work)

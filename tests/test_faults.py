@@ -38,7 +38,7 @@ TINY = {"data.n_max": 4, "data.num_problems": 60, "data.eval_num_problems": 20,
         "train.batch_size": 16, "train.learning_rate": 3e-3, "train.warmup_steps": 2,
         "train.steps": 60, "train.log_every": 1, "train.eval_every": 30,
         "checkpoint.every": 20, "checkpoint.keep": 10,
-        "search_eval.splits": "g24:test:4", "search_eval.budgets": "1"}
+        "search_eval.splits": ("g24:test:4",), "search_eval.budgets": (1,)}
 CORRUPTIONS = ("truncate_data", "zero_data", "meta", "state_metadata")
 
 
@@ -51,11 +51,12 @@ def tiny_config(data_dir: str, **overrides):
 
 
 def _cli(c, workdir: str) -> list[str]:
-    """``python -m train.main`` with the same config as ``c``."""
+    """``python -m train.main`` with the same config as ``c`` (a None field is left at the
+    config file's None: the command line gives fields values, never None)."""
     return [sys.executable, "-m", "train.main", "--config=train/configs/g24_supervised.py:runlocal",
             f"--workdir={workdir}"] + [f"--config.{s}.{k}={v}" for s in (
                 "data", "tokenizer", "model", "train", "checkpoint", "search_eval")
-                for k, v in c[s].items()]
+                for k, v in c[s].items() if v is not None]
 
 
 @pytest.fixture(scope="module")
@@ -353,6 +354,8 @@ def test_read_only_outputs_exit_before_any_compute(tmp_path, reference, env):
      "'runlocal,foo=1') is unknown; allowed keys: ['runlocal', 'size']."),
     (["--config=train/configs/g24_supervised.py:runlocal", "--config.checkpoint.keep=0"],
      "error: config.checkpoint.keep=0 is out of range; allowed an integer >= 1."),
+    (["--config=train/configs/g24_supervised.py:runlocal", "--config.search_eval.budgets=0,8"],
+     "error: config.search_eval.budgets=(0, 8) is out of range; allowed a tuple of integers >= 1"),
     (["--config=train/configs/g24_supervised.py:runlocal", "--config.search_eval.csv=train"],
      "error: config.search_eval.csv='train' is a directory; pass the path of a csv file."),
 ])

@@ -74,7 +74,7 @@ def test_phase_configs_and_bad_arguments():
     warm, sl = flagship.phase_configs(flagship_config.get_config("cpu"))
     assert warm.mode == "supervised" and sl.mode == "search_and_learn"
     assert warm.train.learning_rate == 1e-3 and sl.train.learning_rate == 3e-4
-    assert sl.sl.curriculum == "g4_t100,n5,n6" and sl.data.n_max == 6
+    assert sl.sl.curriculum == ("g4_t100", "n5", "n6") and sl.data.n_max == 6
     gpu = flagship_config.get_config("gpu")
     tok = tokenizer.TokenizerConfig(n_max=6, **gpu.tokenizer.to_dict())
     assert flops.param_counts(steps.model_config(gpu.model.to_dict(), tok))["total"] >= 10e6

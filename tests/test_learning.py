@@ -21,7 +21,7 @@ TINY = ["width=32", "head_dim=16", "size=d2", "n_max=4", "warmup=20"]
 def _config(arg: str, **over):
     c = supervised.get_config(arg)
     c.unlock()
-    c.search_eval.csv, c.search_eval.splits = "", "g24:test:8"
+    c.search_eval.csv, c.search_eval.splits = "", ("g24:test:8",)
     c.data.eval_examples = c.data.probe_examples = 400
     c.checkpoint.async_save = False
     for k, v in over.items():

@@ -19,8 +19,8 @@ from train.metrics import read_jsonl
 # (half the network's compile time; nothing here depends on depth) on 4-slot states (7 positions).
 TINY = {"model.depth": 1, "train.batch_size": 16,
         "sl.iterations": 3, "sl.train_steps": 3, "sl.selfplay_batch": 16,
-        "sl.selfplay_simulations": 4, "sl.eval_every": 2, "eval.sets": "g24:test:16",
-        "eval.simulations": "4", "checkpoint.every": 1,
+        "sl.selfplay_simulations": 4, "sl.eval_every": 2, "eval.sets": ("g24:test:16",),
+        "eval.simulations": (4,), "checkpoint.every": 1,
         "checkpoint.keep": 3, "relabel.enabled": True,  # hindsight is off by default; cover it
         # the flagship's phase-2 settings: exact value labels, 1 of 3 steps on a stream batch
         "sl.value_targets": "exact", "sl.stream_share": 0.34, "data.mixture": "n2:1,n3:1,g24:1"}
@@ -113,7 +113,7 @@ def test_compare_two_runs(runs):
 def test_bad_config_fails_before_writing(tmp_path):
     work = str(tmp_path / "w")
     with pytest.raises(ValueError, match="class 'n5' has up to 5 numbers but states have n_max=4"):
-        sl.train_and_evaluate(tiny_config(**{"sl.curriculum": "g24,n5"}), work)
+        sl.train_and_evaluate(tiny_config(**{"sl.curriculum": ("g24", "n5")}), work)
     with pytest.raises(ValueError, match="config.init.source='x'"):
         sl.train_and_evaluate(tiny_config(**{"init.source": "x"}), work)
     assert not os.path.exists(work)
@@ -125,7 +125,7 @@ def test_ttt_per_problem_loop(runs, tmp_path):
     # 16 rollouts = the self-play batch: the relabelling functions are already compiled
     c = tiny_config(**{"ttt.source": source, "ttt.simulations": 2, "ttt.epochs": 2,
                        "ttt.rollouts": 16, "ttt.lora_steps": 2, "ttt.batch_size": 8,
-                       "eval.sets": "g24:test:6"})
+                       "eval.sets": ("g24:test:6",)})
     out = ttt.main(c, work)
     res = json.load(open(os.path.join(work, "ttt.json")))
     assert len(res["per_problem"]) == 6 and res["source"] == source
@@ -197,7 +197,7 @@ def test_mode_eval_on_a_search_and_learn_checkpoint(runs, tmp_path):
     for p, x in got:
         np.testing.assert_array_equal(np.asarray(x), saved[run_model.path_key(p)])
     before = run_record.read_run_record(work)["search_evals"]
-    c = tiny_config(**{"search_eval.splits": "g24:test:16", "search_eval.budgets": "4"})
+    c = tiny_config(**{"search_eval.splits": ("g24:test:16",), "search_eval.budgets": (4,)})
     out = modes.run("eval", c, work)
     assert out["mode"] == "search_and_learn" and out["update"] == 3 and "eval/loss" not in out
     after = run_record.read_run_record(work)["search_evals"]
@@ -226,7 +226,7 @@ def test_resume_keeps_search_evals_appended_outside(runs, tmp_path):
 
 def test_curriculum_pools_skip_excluded_problems():
     rules = game.Rules(n_max=4)
-    cfg = {"sl": {"curriculum": "g24", "train_problems": 50, "curriculum_threshold": 0.5},
+    cfg = {"sl": {"curriculum": ("g24",), "train_problems": 50, "curriculum_threshold": 0.5},
            "data": {"seed": 0}}
     full = selfplay.Curriculum(cfg, rules).pool(0)
     drop = frozenset(p.canonical for p in full[:10])

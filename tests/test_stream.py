@@ -153,7 +153,7 @@ def test_generate_data_writes_a_snapshot_of_the_same_stream(tmp_path):
     c = supervised.get_config("runlocal,n_max=4,mixture=n2:1+n3:1")
     c.unlock()
     c.data.num_problems, c.data.eval_examples = 24, 8
-    c.data.data_dir, c.search_eval.csv, c.search_eval.splits = str(tmp_path), "", "g24:test:4"
+    c.data.data_dir, c.search_eval.csv, c.search_eval.splits = str(tmp_path), "", ("g24:test:4",)
     c.lock()
     paths = modes.run("generate_data", c, str(tmp_path / "run"))
     assert len(paths) == 2

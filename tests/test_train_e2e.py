@@ -37,9 +37,10 @@ def tiny_config(data_dir: str, **overrides):
 
 
 def _args(c) -> list[str]:
-    """The same config as command-line overrides (for the subprocess runs)."""
+    """The same config as command-line overrides (for the subprocess runs); a None field stays
+    at the config file's None (the command line gives fields values, never None)."""
     return [f"--config.{s}.{k}={v}" for s in ("data", "tokenizer", "model", "train", "checkpoint")
-            for k, v in c[s].items()]
+            for k, v in c[s].items() if v is not None]
 
 
 @pytest.fixture(scope="module")
@@ -138,8 +139,8 @@ def test_mode_eval_losses_and_search_sweep(tmp_path, data_dir):
     and appended to ``run.json``; without a checkpoint: exit 2 naming the workdir, nothing
     written."""
     work = str(tmp_path / "run")
-    config = tiny_config(data_dir, **{"search_eval.splits": "g24:test:8",
-                                      "search_eval.budgets": "1,2"})
+    config = tiny_config(data_dir, **{"search_eval.splits": ("g24:test:8",),
+                                      "search_eval.budgets": (1, 2)})
     no_ckpt = f"run directory {re.escape(work)} holds no checkpoint.*train it first: python -m"
     with pytest.raises(FileNotFoundError, match=no_ckpt):
         modes.run("eval", config, work)
@@ -154,8 +155,8 @@ def test_mode_eval_losses_and_search_sweep(tmp_path, data_dir):
     assert out["mode"] == "supervised" and out["update"] == trained["update"] == 10
     assert out["eval/loss"] == pytest.approx(trained["eval/loss"], rel=1e-5)  # whole val split
     # Any config selects the run: the network and data come from the run's config.json.
-    other = tiny_config(data_dir, **{"search_eval.splits": "g24:test:8",
-                                     "search_eval.budgets": "1,2", "model.depth": 2})
+    other = tiny_config(data_dir, **{"search_eval.splits": ("g24:test:8",),
+                                     "search_eval.budgets": (1, 2), "model.depth": 2})
     assert modes.run("eval", other, work)["eval/loss"] == pytest.approx(out["eval/loss"], rel=1e-6)
     assert sorted(os.listdir(out["search_eval_dir"])) == [
         "per_problem.jsonl", "results.json", "results.md", "solve_rate_g24_test_8.png"]

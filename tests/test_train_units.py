@@ -65,6 +65,49 @@ def test_config_string_arguments():
     assert common.parse_size("smollm2_135m") == {"preset": "smollm2_135m"}
 
 
+def test_typed_config_values_from_the_command_line_and_old_run_dirs():
+    """Tuples from comma lists, None fields overridable, one-line range errors naming the field,
+    and an old ``config.json`` (comma strings, 0 sentinels) read as today's types."""
+    c = _parse(["prog", "--config=train/configs/search.py:runlocal",
+                "--config.search_eval.budgets=8,32",
+                "--config.search_eval.splits=g4_t100:test:100,n5:test:100",
+                "--config.eval.simulations=4", "--config.sl.curriculum=g24,n5",
+                "--config.relabel.max_value=50", "--config.train.time_limit_s=60"])
+    assert c.search_eval.budgets == (8, 32) and c.eval.simulations == (4,)
+    assert c.search_eval.splits == ("g4_t100:test:100", "n5:test:100")
+    assert c.sl.curriculum == ("g24", "n5") and c.ttt.targets == ("wq", "wv", "w_up")
+    assert (c.relabel.max_value, c.train.time_limit_s, c.ttt.source) == (50, 60.0, None)
+    assert _parse(["prog", "--config=train/configs/g24_supervised.py",
+                   "--config.search_eval.splits="]).search_eval.splits == ()
+    common.check_values(c)
+    for key, value, message in [
+            ("eval.simulations", (0, 8), r"config.eval.simulations=\(0, 8\) is out of range; "
+             r"allowed a non-empty tuple of integers >= 1"),
+            ("eval.sets", (), r"config.eval.sets=\(\) is out of range"),
+            ("sl.eval_every", 0, r"config.sl.eval_every=0 is out of range; allowed an integer "
+             r">= 1, or None for never"),
+            ("train.time_limit_s", 0.0, r"config.train.time_limit_s=0.0 .* or None for no limit"),
+            ("search_eval.batch_size", 0, r"config.search_eval.batch_size=0 is out of range"),
+            ("train.value_loss", "l1", r"config.train.value_loss='l1'; allowed bce, mse")]:
+        d = _parse(["prog", "--config=train/configs/search.py:runlocal"])
+        section, field = key.split(".")
+        with d.unlocked():
+            d[section][field] = value
+        with pytest.raises(ValueError, match=message):
+            common.check_values(d)
+    d = _parse(["prog", "--config=train/configs/search.py:runlocal"])
+    d.sl.eval_every, d.checkpoint.every = None, None  # never (and still overridable)
+    common.validate(d)
+    assert not common.due(4, None) and common.due(4, 2) and not common.due(3, 2)
+    old = {"eval": {"sets": "g24:test:8,n5:test:4", "simulations": "2,4"},
+           "search_eval": {"splits": ["g24:test:32"], "budgets": "1,8", "methods": "mcts"},
+           "relabel": {"max_value": 0}, "train": {"time_limit_s": 0.0, "eval_every": 5}}
+    assert common.from_json(old) == {
+        "eval": {"sets": ("g24:test:8", "n5:test:4"), "simulations": (2, 4)},
+        "search_eval": {"splits": ("g24:test:32",), "budgets": (1, 8), "methods": ("mcts",)},
+        "relabel": {"max_value": None}, "train": {"time_limit_s": None, "eval_every": 5}}
+
+
 def test_model_config_from_config():
     from train.configs import g24_supervised
 

@@ -40,7 +40,7 @@ def test_curriculum_pools_and_batches():
     from search import game
     from train import selfplay
 
-    c = tiny_config(**{"sl.curriculum": "g24,n5", "data.n_max": 5, "sl.train_problems": 6})
+    c = tiny_config(**{"sl.curriculum": ("g24", "n5"), "data.n_max": 5, "sl.train_problems": 6})
     cfg = c.to_dict()
     cur = selfplay.Curriculum(cfg, game.Rules(n_max=5))
     one, cls1 = cur.batch(1, 12, 0, 3)
@@ -56,4 +56,4 @@ def test_curriculum_pools_and_batches():
     from train.configs import search  # the config argument gives states enough slots
 
     c = search.get_config("curriculum=g24+n5+n6")
-    assert (c.sl.curriculum, c.data.n_max, c.data.problem_class) == ("g24,n5,n6", 6, "g24")
+    assert (c.sl.curriculum, c.data.n_max, c.data.problem_class) == (("g24", "n5", "n6"), 6, "g24")

@@ -113,8 +113,9 @@ class Checkpointer:
         return list(self._mngr.all_steps())
 
     def should_save(self, step: int) -> bool:
-        """Every ``every`` steps (orbax's own policy would also save the very first step)."""
-        return step % self.every == 0
+        """Every ``every`` steps, never with ``every=None`` (orbax's own policy would also save
+        the very first step)."""
+        return common.due(step, self.every)
 
     def reached_preemption(self, step: int) -> bool:
         return self._mngr.reached_preemption(step)

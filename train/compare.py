@@ -113,7 +113,7 @@ def plot_curves(recs: dict[str, dict], path: str) -> str | None:
 
 
 def main(config, workdir: str, runs: Sequence[str] = ()) -> dict[str, Any]:
-    runs = list(runs) or [r for r in str(config.compare.runs).split(",") if r.strip()]
+    runs = list(runs) or list(config.compare.runs)
     recs = load_runs(runs)
     t = table(recs)
     os.makedirs(workdir, exist_ok=True)

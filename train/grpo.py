@@ -99,12 +99,6 @@ def prepare(config, workdir: str) -> setup_lib.RunSetup:
     """The run's ``RunSetup`` with the curriculum and eval sets; checked before any write."""
     cfg = setup_lib.as_dict(config)
     g = cfg["grpo"]
-    for key in ("iterations", "problems", "group", "steps_per_iter"):
-        if g[key] < 1:
-            raise ValueError(f"config.grpo.{key}={g[key]} is out of range; allowed >= 1.")
-    if g["group"] < 2:
-        raise ValueError(f"config.grpo.group={g['group']} is out of range; allowed >= 2 "
-                         "(the advantage is relative to the group mean).")
     s = setup_lib.build(cfg, total_steps=g["iterations"] * g["steps_per_iter"], from_init=True)
     rows = g["problems"] * g["group"] * (s.rules.n_max - 1)
     mesh_lib.check_batch_size(rows, s.mesh, "config.grpo.problems * group * (n_max - 1)")

@@ -19,7 +19,8 @@ from scaling import flops
 from search import game, problems, sweep
 from train import metrics as metrics_lib
 from train import run_record
-from train.selfplay import Curriculum, StreamMixer, split_names
+from train.configs import common
+from train.selfplay import Curriculum, StreamMixer
 from train.setup import RunSetup
 
 
@@ -31,10 +32,10 @@ class EvalSet:
 
 
 def eval_sets(cfg: dict, rules: game.Rules) -> list[EvalSet]:
-    """``eval.sets``: comma-separated ``search.sweep`` split specs (``class[:split[:count]]``, or
-    ``tot100``-style ToT splits read from ``eval.csv``), played with the run's rules."""
+    """``eval.sets``: ``search.sweep`` split specs (``class[:split[:count]]``, or ``tot100``-style
+    ToT splits read from ``eval.csv``), played with the run's rules."""
     out = []
-    for spec in split_names(cfg["eval"]["sets"], "eval.sets"):
+    for spec in cfg["eval"]["sets"]:
         name, probs, set_rules = sweep.load_split(spec, cfg["eval"]["csv"] or None,
                                                         rules.n_max)
         if set_rules != rules:
@@ -45,7 +46,7 @@ def eval_sets(cfg: dict, rules: game.Rules) -> list[EvalSet]:
 
 
 def sims_list(cfg: dict) -> list[int]:
-    return [int(s) for s in split_names(cfg["eval"]["simulations"], "eval.simulations")]
+    return list(cfg["eval"]["simulations"])
 
 
 class Evaluator:
@@ -153,7 +154,7 @@ def maybe_eval_and_save(run: LoopRun, it: int, last: bool, host: dict, save_tree
     ``host`` and the history; with a checkpointer, adds the wall time to ``meta`` and saves
     ``save_tree`` every ``checkpoint.every`` iterations (or when ``force_save``)."""
     s = run.s
-    if it % s.cfg["sl"]["eval_every"] == 0 or last:
+    if common.due(it, s.cfg["sl"]["eval_every"]) or last:
         with run.timer("eval"):
             run.last_eval = run.model_eval(run.state["params"], s.data.sets)
         host.update(eval_metrics(run.last_eval))
@@ -163,7 +164,7 @@ def maybe_eval_and_save(run: LoopRun, it: int, last: bool, host: dict, save_tree
     with run.timer("save"):
         run.meta["wall_time_s"] += time.time() - run.t_start
         run.t_start = time.time()
-        if it % s.cfg["checkpoint"]["every"] == 0 or last or force_save:
+        if common.due(it, s.cfg["checkpoint"]["every"]) or last or force_save:
             s.ckpt.save(it, save_tree, run.meta)
 
 

@@ -50,9 +50,10 @@ PEAK_FLOPS: dict[str, float] = {
 }
 
 
-def peak_flops_per_device(device_kind: str, override: float = 0.0) -> float | None:
-    """Peak bf16 FLOP/s of one device of this kind; ``override`` > 0 wins; None when unknown."""
-    if override > 0:
+def peak_flops_per_device(device_kind: str, override: float | None = None) -> float | None:
+    """Peak bf16 FLOP/s of one device of this kind; ``override`` (when set) wins; None when
+    unknown."""
+    if override:
         return float(override)
     kind = device_kind.lower()
     for key in sorted(PEAK_FLOPS, key=len, reverse=True):
@@ -62,7 +63,7 @@ def peak_flops_per_device(device_kind: str, override: float = 0.0) -> float | No
 
 
 def mfu(flops_per_second: float, device_kind: str, num_devices: int,
-        override: float = 0.0) -> float | None:
+        override: float | None = None) -> float | None:
     peak = peak_flops_per_device(device_kind, override)
     if peak is None or num_devices < 1:
         return None

@@ -39,6 +39,7 @@ from search.types import Network
 from train import checkpoint as ckpt_lib
 from train import data as data_lib
 from train import steps
+from train.configs import common
 
 # Where each mode's checkpoints keep the parameters (see the module docstring).
 PARAMS_KEYS = {"supervised": ("params",), "search_and_learn": ("train", "params")}
@@ -107,7 +108,7 @@ def run_config(workdir: str) -> dict:
     if not os.path.isfile(path):
         raise FileNotFoundError(f"{path} is missing; {workdir} is not a train.main run directory.")
     with open(path, encoding="utf-8") as f:
-        return json.load(f)
+        return common.from_json(json.load(f))
 
 
 def load_run_model(workdir: str, step: int | None = None):
@@ -178,29 +179,21 @@ def search_evaluate(workdir: str, splits: Sequence[str], methods: Sequence[str],
                               progress=progress)
 
 
-def _items(value: Any, field: str) -> list[str]:
-    out = [s.strip() for s in str(value).split(",") if s.strip()]
-    if not out:
-        raise ValueError(f"config.search_eval.{field}={value!r} is empty; give a comma list.")
-    return out
-
-
 def search_eval_args(cfg: dict) -> dict:
-    """``config.search_eval`` checked (each error names its field) -> ``search_evaluate`` args."""
+    """``config.search_eval`` checked (each error names its field) -> ``search_evaluate`` args:
+    ``configs.common.check_values`` types and ranges, then what ``--mode=eval`` adds (one split,
+    method and budget at least; method names from ``search.sweep.METHODS``)."""
+    common.check_values(cfg)
     se = cfg["search_eval"]
-    methods = _items(se["methods"], "methods")
-    if bad := [m for m in methods if m not in sweep.METHODS]:
+    for field, example in (("splits", "g24:test:32"), ("methods", "mcts"), ("budgets", "1,8")):
+        if not se[field]:
+            raise ValueError(f"config.search_eval.{field}=() is empty; --mode=eval needs one "
+                             f"at least, e.g. --config.search_eval.{field}={example}.")
+    if bad := [m for m in se["methods"] if m not in sweep.METHODS]:
         raise ValueError(f"config.search_eval.methods: {bad} unknown; allowed {sweep.METHODS}.")
-    try:
-        budgets = [int(b) for b in _items(se["budgets"], "budgets")]
-    except ValueError:
-        raise ValueError(f"config.search_eval.budgets={se['budgets']!r} is not a comma list of "
-                         "integers.") from None
-    if min(budgets) < 1 or se["batch_size"] < 1:
-        raise ValueError(f"config.search_eval.budgets={se['budgets']!r} / batch_size="
-                         f"{se['batch_size']} out of range; allowed >= 1.")
-    return dict(splits=_items(se["splits"], "splits"), methods=methods, budgets=budgets,
-                batch_size=int(se["batch_size"]), csv_path=se["csv"] or None)
+    return dict(splits=list(se["splits"]), methods=list(se["methods"]),
+                budgets=list(se["budgets"]), batch_size=se["batch_size"],
+                csv_path=se["csv"] or None)
 
 
 def eval_checkpoint(config, workdir: str) -> dict[str, Any]:

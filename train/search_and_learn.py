@@ -44,9 +44,6 @@ def prepare(config, workdir: str) -> setup_lib.RunSetup:
     cfg = setup_lib.as_dict(config)
     sl = cfg["sl"]
     s = setup_lib.build(cfg, total_steps=sl["iterations"] * sl["train_steps"], from_init=True)
-    for key in ("iterations", "train_steps", "selfplay_batch", "eval_every", "train_problems"):
-        if sl[key] < 1:
-            raise ValueError(f"config.sl.{key}={sl[key]} is out of range; allowed >= 1.")
     excluded = stream_data.exclusion_sets(s.cfg)  # the eval sets and, with a csv, all ToT puzzles
     keys = stream.exclusion_keys(excluded.values())
     curriculum, mixer = selfplay.Curriculum(s.cfg, s.rules, keys), selfplay.StreamMixer(s, keys)
@@ -137,8 +134,9 @@ def iteration(run: loop.LoopRun, buf, it: int, guard, max_iterations: int | None
         host = train_phase(run, buf, it)
     host.update(advance_curriculum(run, it, solved, cls_idx, counts, buf))
     # The time limit ends the run like its last iteration: evaluated, saved, recorded.
-    out_of_time = 0 < sl.get("time_limit_s", 0.0) <= run.meta["wall_time_s"] + \
-        time.time() - run.t_start
+    limit = sl.get("time_limit_s")
+    out_of_time = limit is not None and limit <= run.meta["wall_time_s"] + time.time() - \
+        run.t_start
     last = it + 1 == sl["iterations"] or out_of_time
     pause = max_iterations is not None and it + 1 - run.it0 >= max_iterations and not last
     preempt = guard.requested or s.ckpt.reached_preemption(it + 1) or pause

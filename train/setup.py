@@ -1,12 +1,12 @@
 """Run state as a type: ``RunSetup``, what every mode builds from, and its shared guards.
 
-``build(config)`` validates the config and returns a frozen ``RunSetup``: the config as a plain
-dict, the game rules, tokenizer and model configs, the mesh, and a ``TrainProgram`` (optimizer,
-graphdef, abstract train state with its shardings, the sharded init and the jitted train and
-eval steps of ``train.steps``). Modes add their inputs (``data``) and checkpoint manager
-(``ckpt``) with ``dataclasses.replace`` once their checks have passed, so nothing is written for
-a config that fails. ``initial_state`` materialises a fresh train state (parameters from
-``config.init``: scratch, a finished run's checkpoint, or an HF directory).
+``build(config)`` validates the config (``configs.common.check_values``) and returns a frozen
+``RunSetup``: the config as a plain dict, the game rules, tokenizer and model configs, the mesh,
+and a ``TrainProgram`` (optimizer, graphdef, abstract train state with its shardings, the sharded
+init and the jitted train and eval steps of ``train.steps``). Modes add their inputs (``data``)
+and checkpoint manager (``ckpt``) with ``dataclasses.replace`` once their checks have passed, so
+nothing is written for a config that fails. ``initial_state`` materialises a fresh train state
+(parameters from ``config.init``: scratch, a finished run's checkpoint, or an HF directory).
 
 ``train_program`` is memoized on its frozen arguments, like ``cached_evaluate``: a second run of
 the same model, optimizer and mesh in one process (a resume, a notebook, the tests) reuses the
@@ -38,12 +38,12 @@ from train import checkpoint as ckpt_lib
 from train import data as data_lib
 from train import mesh as mesh_lib
 from train import optim, steps
+from train.configs import common
 
 # Config fields that must match a workdir's checkpoints for a resume to make sense (None: all).
 RESUME_KEYS = {"model": None, "tokenizer": None,
                "data": ("problem_class", "n_max", "num_problems", "seed", "name", "source",
                         "mixture", "solvable_share")}
-INIT_SOURCES = ("scratch", "supervised", "hf")
 
 
 class NonFiniteError(FloatingPointError):
@@ -138,22 +138,14 @@ def build(config, *, total_steps: int | None = None, from_init: bool = False) ->
     loop mode's whole run, which replace ``train.steps`` (and cap the warmup); ``from_init``:
     ``initial_state`` starts from ``config.init`` (the loop modes), else from scratch."""
     cfg = as_dict(config)
+    common.check_values(cfg)
     if total_steps is not None:
         total = max(total_steps, 1)
         cfg["train"] = dict(cfg["train"], steps=total,
                             warmup_steps=min(cfg["train"]["warmup_steps"], total))
     init = cfg["init"] if from_init else {"source": "scratch", "path": ""}
-    if init["source"] not in INIT_SOURCES:
-        raise ValueError(f"config.init.source={init['source']!r}; allowed scratch, supervised, hf.")
     if init["source"] != "scratch" and not init["path"]:
         raise ValueError(f"config.init.source={init['source']!r} needs config.init.path.")
-    for key in ("log_every", "eval_every"):
-        if cfg["train"][key] < 1:
-            raise ValueError(f"config.train.{key}={cfg['train'][key]} is out of range; "
-                             "allowed >= 1.")
-    if cfg["train"]["value_loss"] not in ("bce", "mse"):
-        raise ValueError(f"config.train.value_loss={cfg['train']['value_loss']!r}; allowed "
-                         "'bce', 'mse'.")
     rules = data_lib.problem_class(cfg).rules
     tok_cfg = tokenizer.TokenizerConfig(n_max=rules.n_max, **cfg["tokenizer"])
     model_cfg = steps.model_config(cfg["model"], tok_cfg)

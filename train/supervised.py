@@ -33,6 +33,7 @@ from train import metrics as metrics_lib
 from train import optim, run_record, steps
 from train import probe as probe_lib
 from train import setup as setup_lib
+from train.configs import common
 from train.setup import NonFiniteError, as_dict  # noqa: F401  (callers name them here)
 
 KEEP = ("train/loss", "train/policy_loss", "train/value_loss", "train/policy_acc",
@@ -268,7 +269,8 @@ def maybe_eval_and_save(p: Progress, guard: ckpt_lib.PreemptionGuard) -> str | N
     tcfg, ckpt = p.s.cfg["train"], p.s.ckpt
     # A wall-clock budget (benchmarks/bench_learning.py compares variants at equal time) ends
     # the run like its last update: final eval, checkpoint, run.json.
-    out_of_time = 0 < tcfg["time_limit_s"] <= time.time() - p.t_start
+    limit = tcfg["time_limit_s"]
+    out_of_time = limit is not None and limit <= time.time() - p.t_start
     last = p.update == tcfg["steps"] or out_of_time
     preempt = guard.requested or ckpt.reached_preemption(p.update)
     due_save = ckpt.should_save(p.update) or last or preempt
@@ -280,7 +282,7 @@ def maybe_eval_and_save(p: Progress, guard: ckpt_lib.PreemptionGuard) -> str | N
             p.writer.write(p.update, host)
             p.final.update(host)
             p.acc, p.n_acc, p.t_log, p.u_log = None, 0, time.perf_counter(), p.update
-    if p.update % tcfg["eval_every"] == 0 or last:
+    if common.due(p.update, tcfg["eval_every"]) or last:
         ev = p.evaluate()
         p.writer.write(p.update, ev)
         p.final.update(ev)

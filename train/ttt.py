@@ -40,7 +40,7 @@ from nnx_models import evaluate as evaluate_lib
 from nnx_models import lora
 from scaling import flops, run_json
 from search import mcts, stats
-from train import loop, relabel, run_model, selfplay, steps
+from train import loop, relabel, run_model, steps
 from train import metrics as metrics_lib
 from train import setup as setup_lib
 
@@ -96,7 +96,7 @@ def make_adapter(s: setup_lib.RunSetup, params) -> Adapter:
     cfg, t = s.cfg, s.cfg["ttt"]
     model = nnx.merge(s.graphdef, params)
     lora.attach(model, rank=t["lora_rank"], alpha=t["lora_alpha"],
-                targets=tuple(selfplay.split_names(t["targets"], "ttt.targets")),
+                targets=tuple(t["targets"]),
                 rngs=nnx.Rngs(cfg["seed"]))
     graphdef, lora0, rest = nnx.split(model, nnx.LoRAParam, ...)
     evaluate = evaluate_lib.make_evaluate(graphdef, s.tok_cfg, s.rules)
@@ -164,9 +164,6 @@ def main(config, workdir: str) -> dict[str, Any]:
     t_start = time.time()
     s, params, source = source_setup(config, workdir)
     t = s.cfg["ttt"]
-    for key in ("simulations", "rollouts", "epochs", "lora_steps", "lora_rank", "batch_size"):
-        if t[key] < 1:
-            raise ValueError(f"config.ttt.{key}={t[key]} is out of range; allowed >= 1.")
     os.makedirs(workdir, exist_ok=True)
     a, timer = make_adapter(s, params), metrics_lib.PhaseTimer()
     sets = loop.eval_sets(s.cfg, s.rules)

@@ -2,7 +2,9 @@
 
 Every config file defines ``get_config(arg: str | None = None) -> ml_collections.ConfigDict`` and
 returns it LOCKED (``config_flags`` then rejects a typo such as ``--config.train.stpes=3``).
-Field meanings, with "0" or "" meaning "derive it":
+Field meanings ("Config values" in docs/train.md: tuples for lists, None for "derive it" /
+"never"; ``model``, ``data`` and ``tokenizer`` keep their ``0`` / ``""`` sentinels, since those
+sections must match a workdir's ``config.json`` for a resume):
 
 - ``mode``: generate_data | supervised | eval | search_and_learn | ttt | grpo | compare.
 - ``data``: the supervised TFDS dataset (``search.datasets``). ``data_dir=""`` is
@@ -20,22 +22,57 @@ Field meanings, with "0" or "" meaning "derive it":
   problem class's rules so model, tokenizer and game always agree).
 - ``model``: ``preset`` (``smollm2_135m`` | ``smollm2_360m`` | ``smollm2_1p7b``) or ``depth`` plus
   optional overrides of ``ModelConfig.from_depth``; zeros keep the depth rule's values.
-- ``train``: optimizer (see ``train/optim.py``), batch, loss weights, logging cadence.
-- ``checkpoint``: every K optimizer updates, keep last N, async.
+- ``train``: optimizer (see ``train/optim.py``), batch, loss weights, logging cadence;
+  ``eval_every`` (None: only at update 0 and the end), ``time_limit_s`` (None: no limit),
+  ``peak_flops_per_device`` (None: from the device kind, ``train/metrics.py``).
+- ``checkpoint``: every K optimizer updates (None: only at the end and on preemption), keep last
+  N, async.
 - ``mesh``: ``data``, ``fsdp``, ``tensor`` sizes, one may be -1 (see ``train/mesh.py``).
 - ``search_eval``: what ``--mode=eval`` searches with the newest checkpoint
-  (``train/run_model.py``): comma lists of ``splits`` (``search.eval`` specs such as
+  (``train/run_model.py``): tuples of ``splits`` (``search.sweep`` specs such as
   ``g24:test:32``, or ``tot100`` with ``csv`` = the ToT 24.csv), ``methods`` and ``budgets``
-  (simulations per move), and ``batch_size`` (problems per jitted search call).
+  (simulations per move; ``--config.search_eval.budgets=1,8,64`` on the command line), and
+  ``batch_size`` (problems per jitted search call).
 """
 
 from __future__ import annotations
 
+import ast
 import os
 from collections.abc import Mapping
 from typing import Any
 
 import ml_collections
+from ml_collections.config_flags import config_flags, tuple_parser
+
+
+class TupleParser(tuple_parser.TupleParser):
+    """``--config.<tuple field>=`` overrides: ``(8, 32)`` or ``'("a", "b")'`` as ml_collections
+    reads them, and the comma form ``8,32`` / ``g24:test:32,n5:test:50`` (items that read as
+    numbers become numbers, the rest stay strings). The one converter of list-valued fields."""
+
+    def parse(self, argument):
+        if isinstance(argument, str) and not argument.strip().startswith(("(", "[", "'", '"')):
+            return tuple(_item(s) for s in argument.split(",") if s.strip())
+        return super().parse(argument)
+
+
+def _item(text: str):
+    text = text.strip()
+    try:
+        value = ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text
+    return value if isinstance(value, int | float) and not isinstance(value, bool) else text
+
+
+config_flags.register_flag_parser_for_type(tuple, TupleParser())
+
+
+def optional(value: Any, kind: type) -> ml_collections.FieldReference:
+    """A field that may hold None and keeps its type, so ``--config.a.b=5`` still overrides it
+    after a config file set it to None."""
+    return ml_collections.FieldReference(value, field_type=kind)
 
 MODES = ("generate_data", "supervised", "eval", "search_and_learn", "flagship", "ttt", "grpo",
          "compare")
@@ -109,13 +146,15 @@ def base_config() -> ml_collections.ConfigDict:
     c.train = ml_collections.ConfigDict(dict(
         steps=200, batch_size=64, grad_accum_steps=1, learning_rate=3e-3, warmup_steps=20,
         min_lr_ratio=0.1, weight_decay=0.01, b1=0.9, b2=0.95, eps=1e-8, grad_clip_norm=1.0,
-        policy_weight=1.0, value_weight=1.0, value_loss="bce", log_every=10, eval_every=50,
-        peak_flops_per_device=0.0, time_limit_s=0.0))
-    c.checkpoint = ml_collections.ConfigDict(dict(every=100, keep=3, async_save=True))
+        policy_weight=1.0, value_weight=1.0, value_loss="bce", log_every=10,
+        eval_every=optional(50, int), peak_flops_per_device=optional(None, float),
+        time_limit_s=optional(None, float)))
+    c.checkpoint = ml_collections.ConfigDict(dict(every=optional(100, int), keep=3,
+                                                  async_save=True))
     c.mesh = ml_collections.ConfigDict(dict(data=-1, fsdp=1, tensor=1))
     # Cheap on a CPU (one compile per budget); widen with --config.search_eval.budgets=1,8,64.
     c.search_eval = ml_collections.ConfigDict(dict(
-        splits="g24:test:32", methods="mcts", budgets="1,8", batch_size=128, csv=""))
+        splits=("g24:test:32",), methods=("mcts",), budgets=(1, 8), batch_size=128, csv=""))
     return c
 
 
@@ -211,23 +250,125 @@ def smollm2_config(preset: str, arg: str | None, batch_size: int, learning_rate:
 
 def check_checkpoint(every: int, keep: int) -> None:
     """``config.checkpoint`` cadence and retention (also the ``train.checkpoint.Checkpointer``
-    arguments): each >= 1."""
+    arguments): each >= 1; ``every=None`` saves only at the end (and on preemption)."""
     for name, value in (("every", every), ("keep", keep)):
+        if name == "every" and value is None:
+            continue
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"config.checkpoint.{name}={value!r} is out of range; allowed an "
                              "integer >= 1.")
 
 
 CSV_FIELDS = (("data", "exclude_csv"), ("search_eval", "csv"), ("eval", "csv"))
+# Integers >= 1, per section (a section a config lacks is skipped).
+POSITIVE = {"train": ("log_every",),
+            "sl": ("iterations", "train_steps", "selfplay_batch", "train_problems"),
+            "grpo": ("iterations", "problems", "group", "steps_per_iter"),
+            "ttt": ("simulations", "rollouts", "epochs", "lora_steps", "lora_rank", "batch_size"),
+            "search_eval": ("batch_size",)}
+# Cadences: an integer >= 1, or None for never (1_000_000 still reads as "past the end").
+CADENCES = (("train", "eval_every"), ("sl", "eval_every"), ("checkpoint", "every"))
+# (item type, may be empty). search_eval's may be empty at load (a training run with nothing to
+# exclude); --mode=eval needs one of each (``train.run_model.search_eval_args``).
+TUPLES = {("eval", "sets"): (str, False), ("eval", "simulations"): (int, False),
+          ("sl", "curriculum"): (str, False), ("ttt", "targets"): (str, False),
+          ("search_eval", "splits"): (str, True), ("search_eval", "methods"): (str, True),
+          ("search_eval", "budgets"): (int, True), ("compare", "runs"): (str, True)}
+# None instead of a 0 / "" sentinel: (type, what None means). Values must be > 0 / non-empty.
+OPTIONAL = {("relabel", "max_value"): (int, "what the tokenizer encodes exactly"),
+            ("train", "time_limit_s"): (float, "no limit"),
+            ("sl", "time_limit_s"): (float, "no limit"),
+            ("train", "peak_flops_per_device"): (float, "from the device kind"),
+            ("ttt", "source"): (str, "--workdir")}
+CHOICES = {("train", "value_loss"): ("bce", "mse"),
+           ("init", "source"): ("scratch", "supervised", "hf"),
+           ("sl", "value_targets"): ("outcome", "exact")}
+
+
+def due(step: int, every: int | None) -> bool:
+    """A cadence (``CADENCES``): every ``every`` steps; None: never."""
+    return every is not None and step % every == 0
+
+
+def _fail(section: str, field: str, value: Any, allowed: str) -> None:
+    raise ValueError(f"config.{section}.{field}={value!r} is out of range; allowed {allowed}.")
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _item_ok(x: Any, kind: type) -> bool:
+    return _is_int(x) and x >= 1 if kind is int else isinstance(x, str) and bool(x.strip())
+
+
+def check_values(config: Mapping[str, Any]) -> None:
+    """The range, choice and tuple checks of every section the config has, in one place: one
+    ValueError naming the field, its value and what is allowed. ``validate`` (``train.main``)
+    and ``train.setup.build`` (a mode called from Python) run it before anything is written."""
+    c = config.to_dict() if isinstance(config, ml_collections.ConfigDict) else config
+    has = lambda section, field: isinstance(c.get(section), Mapping) and field in c[section]
+    for section, fields in POSITIVE.items():
+        for field in (f for f in fields if has(section, f)):
+            if not _is_int(v := c[section][field]) or v < 1:
+                _fail(section, field, v, "an integer >= 1")
+    for section, field in (k for k in CADENCES if has(*k)):
+        if (v := c[section][field]) is not None and (not _is_int(v) or v < 1):
+            _fail(section, field, v, "an integer >= 1, or None for never")
+    if has("grpo", "group") and c["grpo"]["group"] < 2:
+        _fail("grpo", "group", c["grpo"]["group"],
+              ">= 2 (the advantage is relative to the group mean)")
+    for (section, field), (kind, empty_ok) in TUPLES.items():
+        if has(section, field) and (not isinstance(v := c[section][field], tuple | list) or (
+                not v and not empty_ok) or not all(_item_ok(x, kind) for x in v)):
+            what = "integers >= 1" if kind is int else "non-empty strings"
+            _fail(section, field, v, f"a {'' if empty_ok else 'non-empty '}tuple of {what}, "
+                  f"e.g. --config.{section}.{field}=" + ("8,32" if kind is int else "a,b"))
+    for (section, field), (kind, none) in OPTIONAL.items():
+        if has(section, field) and (v := c[section][field]) is not None and not (
+                (_is_int(v) or kind is float and isinstance(v, float)) and v > 0
+                if kind is not str else isinstance(v, str) and v):
+            _fail(section, field, v, f"{'a non-empty string' if kind is str else '> 0'}, or "
+                  f"None for {none}")
+    for (section, field), allowed in CHOICES.items():
+        if has(section, field) and c[section][field] not in allowed:
+            raise ValueError(f"config.{section}.{field}={c[section][field]!r}; allowed "
+                             f"{', '.join(allowed)}.")
+    if "sl" in c:
+        sl = c["sl"]
+        if not 0 < sl["curriculum_threshold"] <= 1:
+            _fail("sl", "curriculum_threshold", sl["curriculum_threshold"], "(0, 1]")
+        share = sl.get("stream_share", 0.0)
+        if not 0 <= share <= 1:
+            _fail("sl", "stream_share", share, "[0, 1]")
+        if share and not c["data"]["mixture"]:
+            raise ValueError(f"config.sl.stream_share={share} needs config.data.mixture "
+                             "(the stream's problem classes).")
+
+
+def from_json(cfg: dict) -> dict:
+    """A run's ``config.json`` as today's types: lists become tuples, and runs written before
+    the typed values keep working (comma strings of the tuple fields become tuples, the
+    ``0`` / ``""`` sentinels of ``OPTIONAL`` become None)."""
+    out = {k: dict(v) if isinstance(v, dict) else v for k, v in cfg.items()}
+    for section, field in TUPLES:
+        if isinstance(sec := out.get(section), dict) and field in sec:
+            v = sec[field]
+            sec[field] = TupleParser().parse(v) if isinstance(v, str) else tuple(v)
+    for section, field in OPTIONAL:
+        if isinstance(sec := out.get(section), dict) and sec.get(field, None) in (0, ""):
+            sec[field] = None
+    return out
 
 
 def validate(config: Mapping[str, Any]) -> None:
     """Checks that need no data and no devices, run by ``train.modes.run`` before anything is
-    written (the modes check the rest, also before writing): checkpoint cadence and retention,
-    and every csv the config names exists, is a file and is text."""
+    written (the modes check the rest, also before writing): ``check_values``, checkpoint
+    cadence and retention, and every csv the config names exists, is a file and is text."""
     from scaling.workdir import check_input_file  # ground floor: no jax, no train
 
     c = config.to_dict() if isinstance(config, ml_collections.ConfigDict) else dict(config)
+    check_values(c)
     if "checkpoint" in c:
         check_checkpoint(c["checkpoint"]["every"], c["checkpoint"]["keep"])
     for section, field in CSV_FIELDS:

@@ -56,8 +56,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.data.source, c.data.mixture = "stream", "n2:1,n3:1,g4_t100:3,n4:1,n5:3"
     c.data.problem_class, c.data.n_max = "n2", 6  # rules only; 6 slots for the n6 curriculum
     c.data.eval_examples = c.data.probe_examples = 2048
-    c.data.eval_batches, c.data.exclude = 0, ",".join(
-        s for s in EVAL_SETS if csv or ":" in s)  # csv sets need the csv
+    sets = tuple(s for s in EVAL_SETS if csv or ":" in s)  # csv sets need the csv
+    c.data.eval_batches, c.data.exclude = 0, ",".join(sets)
     c.data.exclude_csv = c.eval.csv = csv
     # Phase 1 (warm start): the train section; its search_eval is left to docs/flagship.md.
     c.train.steps, c.train.batch_size, c.train.learning_rate = 14000, 128, 1e-3
@@ -65,19 +65,19 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.train.log_every, c.train.eval_every, c.train.time_limit_s = 50, 1000, 60 * a["warm_minutes"]
     c.checkpoint.every, c.checkpoint.keep = 500, 2
     # --mode=eval on the finished workdir: the whole table of docs/flagship.md.
-    c.search_eval.splits = c.data.exclude
-    c.search_eval.budgets, c.search_eval.csv = "1,4,8,32,64", csv
-    c.search_eval.methods = "mcts,uniform_mcts,exhaustive_dfs"
+    c.search_eval.splits = sets
+    c.search_eval.budgets, c.search_eval.csv = (1, 4, 8, 32, 64), csv
+    c.search_eval.methods = ("mcts", "uniform_mcts", "exhaustive_dfs")
     # Phase 2 (search-and-learn): sl + eval + its own optimizer schedule (train.* is phase 1's).
     c.flagship = ml_collections.ConfigDict(dict(sl_learning_rate=3e-4, sl_warmup_steps=20))
-    c.sl.curriculum, c.sl.curriculum_threshold = "g4_t100,n5,n6", 0.7
+    c.sl.curriculum, c.sl.curriculum_threshold = ("g4_t100", "n5", "n6"), 0.7
     c.sl.iterations, c.sl.selfplay_batch, c.sl.selfplay_simulations = 200, 128, 32
     c.sl.train_steps, c.sl.buffer_capacity, c.sl.train_problems = 32, 40000, 4000
     c.sl.policy_targets, c.sl.value_targets = a["policy"], a["value"]
     c.sl.stream_share = a["stream_share"]  # half the updates on fresh stream batches
     c.sl.eval_every, c.sl.time_limit_s = 15, 60 * a["sl_minutes"]
-    c.eval.sets = ",".join(s for s in ("tsllm362", "n6:test:200") if csv or ":" in s)
-    c.eval.simulations = "32"
+    c.eval.sets = tuple(s for s in ("tsllm362", "n6:test:200") if csv or ":" in s)
+    c.eval.simulations = (32,)
     c.init.source = "supervised"  # init.path is set by train.flagship to <workdir>/warm
     if a["gpu"]:
         c.model.dtype, c.model.param_dtype = "bfloat16", "float32"
@@ -92,10 +92,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         common.apply_representation(c, "packed", "set", "attn", 64, 32, True)
         c.model.mlp, c.model.mlp_dim = "swiglu", 64 * math.ceil(8 * 64 / 3 / 64)
         c.data.eval_examples = c.data.probe_examples = 64
-        c.train.time_limit_s = c.sl.time_limit_s = 0.0
+        c.train.time_limit_s = c.sl.time_limit_s = None
         c.sl.iterations, c.sl.selfplay_batch, c.sl.selfplay_simulations = 2, 8, 4
         c.sl.train_steps, c.sl.buffer_capacity, c.sl.train_problems = 2, 512, 20
-        c.sl.eval_every, c.eval.sets, c.eval.simulations = 1, "n5:test:4", "2"
-        c.search_eval.splits, c.search_eval.budgets = "n5:test:4", "2"
+        c.sl.eval_every, c.eval.sets, c.eval.simulations = 1, ("n5:test:4",), (2,)
+        c.search_eval.splits, c.search_eval.budgets = ("n5:test:4",), (2,)
     c.lock()
     return c

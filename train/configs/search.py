@@ -21,10 +21,10 @@ docs/learning.md),
 modes read their sections of this config: ``--mode=ttt`` (section ``ttt``), ``--mode=grpo``
 (``grpo``), ``--mode=compare --runs=A,B``.
 
-Sections beyond ``common.base_config`` (zeros mean "derive it"):
+Sections beyond ``common.base_config`` (lists are tuples, None means "derive it" / "none"):
 - ``sl``: iterations, self-play batch/simulations/considered actions/gumbel scale, train steps
   per iteration (``train.steps`` is replaced by iterations x train_steps), replay buffer capacity,
-  ``time_limit_s`` (0 = none; the run ends, evaluated and saved, after the iteration passing it),
+  ``time_limit_s`` (None = none; the run ends, evaluated and saved, after the iteration passing it),
   ``stream_share`` (share of train steps on a batch of the labelled stream, ``data.mixture``),
   curriculum classes + threshold, training-pool size per class, in-tree solutions as targets,
   ``policy_targets`` ("solutions": one-hot moves of solved episodes, expert-iteration style;
@@ -32,11 +32,15 @@ Sections beyond ``common.base_config`` (zeros mean "derive it"):
   the moves the exact labeller keeps solvable), ``value_targets`` ("outcome": the episode's
   result; "exact": the exact label of every visited state, ``train.relabel.exact_rows``).
 - ``relabel``: hindsight ``enabled``, ``ratio`` (share of eligible unsolved episodes relabelled),
-  ``max_value`` (largest |target| relabelled; 0 = what the tokenizer encodes exactly).
-- ``eval``: ``sets`` (``search.eval`` split specs: "g24:test:100,n5:test:50", or "tot100" with
-  ``csv`` = the ToT 24.csv), ``simulations`` ("8,32"), ``max_considered``, ``seed``; the
+  ``max_value`` (largest |target| relabelled; None = what the tokenizer encodes exactly).
+- ``eval``: ``sets`` (a tuple of ``search.sweep`` split specs: ("g24:test:100", "n5:test:50"),
+  or "tot100" with ``csv`` = the ToT 24.csv), ``simulations`` ((8, 32)), ``max_considered``,
+  ``seed`` (on the command line ``--config.eval.simulations=8,32``); the
   search is ``search.eval``'s deterministic Gumbel search (``gumbel_scale=0``).
 - ``init``: ``source`` scratch | supervised | hf, ``path``.
+- ``ttt``: ``source`` (the run to adapt; None = ``--workdir``), ``targets`` (the LoRA'd
+  layers, a tuple), search and LoRA sizes; ``grpo``; ``compare``: ``runs`` (a tuple of
+  workdirs, or ``--runs``).
 """
 
 import ml_collections
@@ -52,23 +56,27 @@ def add_sections(c: ml_collections.ConfigDict) -> None:
     """The search-and-learn / ttt / grpo / compare sections with their CPU defaults."""
     c.sl = ml_collections.ConfigDict(dict(
         iterations=24, selfplay_batch=128, selfplay_simulations=32, max_considered=16,
-        gumbel_scale=1.0, train_steps=48, buffer_capacity=20000, curriculum="g24",
-        curriculum_threshold=0.6, train_problems=1000, tree_solutions=True, eval_every=4,
-        policy_targets="solutions", value_targets="outcome", time_limit_s=0.0,
+        gumbel_scale=1.0, train_steps=48, buffer_capacity=20000, curriculum=("g24",),
+        curriculum_threshold=0.6, train_problems=1000, tree_solutions=True,
+        eval_every=common.optional(4, int),
+        policy_targets="solutions", value_targets="outcome",
+        time_limit_s=common.optional(None, float),
         stream_share=0.0))
     # Off by default: on the 2-core default run it lowered the 32-simulation solve rate on all
     # three seeds tried (0.20-0.29 with vs 0.39-0.52 without; docs/search_and_learn.md).
-    c.relabel = ml_collections.ConfigDict(dict(enabled=False, ratio=1.0, max_value=0))
+    c.relabel = ml_collections.ConfigDict(dict(
+        enabled=False, ratio=1.0, max_value=common.optional(None, int)))
     c.eval = ml_collections.ConfigDict(dict(
-        sets="g24:test:100", csv="", simulations="8,32", max_considered=16, seed=0))
+        sets=("g24:test:100",), csv="", simulations=(8, 32), max_considered=16, seed=0))
     c.init = ml_collections.ConfigDict(dict(source="scratch", path=""))
     c.ttt = ml_collections.ConfigDict(dict(
-        source="", simulations=8, rollouts=8, epochs=4, lora_steps=8, lora_rank=4,
-        lora_alpha=8.0, learning_rate=3e-3, targets="wq,wv,w_up", batch_size=32))
+        source=common.optional(None, str), simulations=8, rollouts=8, epochs=4, lora_steps=8,
+        lora_rank=4, lora_alpha=8.0, learning_rate=3e-3, targets=("wq", "wv", "w_up"),
+        batch_size=32))
     c.grpo = ml_collections.ConfigDict(dict(
         iterations=24, problems=32, group=8, temperature=1.0, steps_per_iter=4,
         kl_coef=0.0, normalize=False, value_weight=1.0))
-    c.compare = ml_collections.ConfigDict(dict(runs=""))
+    c.compare = ml_collections.ConfigDict(dict(runs=()))
 
 
 def apply_args(c: ml_collections.ConfigDict, args: dict) -> None:
@@ -82,21 +90,24 @@ def apply_args(c: ml_collections.ConfigDict, args: dict) -> None:
     c.sl.iterations = args["iterations"]
     # "+" separates classes inside the argument string (commas separate arguments there);
     # --config.sl.curriculum=g24,n5 takes commas.
-    c.sl.curriculum = args["curriculum"].replace("+", ",")
+    c.sl.curriculum = tuple(n for n in args["curriculum"].split("+") if n)
     c.relabel.enabled = args["relabel"]
     if args["init"]:
         source, _, path = args["init"].partition(":")
         c.init.source, c.init.path = source, path
     from search import problems  # states get as many slots as the largest class needs
 
-    names = [n for n in c.sl.curriculum.split(",") if n]
+    names = c.sl.curriculum
+    if not names:
+        raise ValueError(f"config argument curriculum={args['curriculum']!r} is empty; allowed "
+                         "class names joined by '+', e.g. g24+n5.")
     c.data.problem_class = names[0]
     c.data.n_max = max(problems.get_class(n).n_range[1] for n in names)
     if args["runlocal"]:
         common.runlocal(c)
         c.sl.iterations, c.sl.selfplay_batch, c.sl.selfplay_simulations = 2, 16, 4
         c.sl.train_steps, c.sl.buffer_capacity, c.sl.train_problems = 3, 512, 40
-        c.sl.eval_every, c.eval.sets, c.eval.simulations = 1, "g24:test:8", "2,4"
+        c.sl.eval_every, c.eval.sets, c.eval.simulations = 1, ("g24:test:8",), (2, 4)
         c.grpo.iterations, c.grpo.problems, c.grpo.group = 2, 8, 4
         c.ttt.rollouts, c.ttt.epochs, c.ttt.lora_steps = 2, 2, 2
 

@@ -54,10 +54,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.train.warmup_steps, c.train.min_lr_ratio = a["warmup"], 0.05
     c.train.log_every, c.train.eval_every = 50, 500
     c.checkpoint.every, c.checkpoint.keep = 500, 2
-    c.search_eval.splits, c.search_eval.budgets = "g4_t100:test:100,n5:test:100", "8,32"
+    c.search_eval.splits, c.search_eval.budgets = ("g4_t100:test:100", "n5:test:100"), (8, 32)
     c.search_eval.csv = common.default_csv()
     if c.search_eval.csv:
-        c.search_eval.splits += ",tsllm362,tot100"
+        c.search_eval.splits += ("tsllm362", "tot100")
     if a["runlocal"]:
         common.runlocal(c)
         c.data.eval_examples = c.data.probe_examples = 64
