@@ -54,8 +54,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     # (scripts/sweep_eval.py searches with it).
     c.train.log_every, c.train.eval_every = 100, 1_000_000
     c.checkpoint.every, c.checkpoint.keep = 1_000_000, 1
-    c.search_eval.splits = "g4_t100:test:100" + (",tsllm362" if c.search_eval.csv else "")
-    c.search_eval.budgets = "1,4,16,64,256"
+    c.search_eval.splits = ("g4_t100:test:100",) + (("tsllm362",) if c.search_eval.csv else ())
+    c.search_eval.budgets = (1, 4, 16, 64, 256)
     if a["runlocal"]:
         c.train.log_every = 2
     c.lock()
