@@ -12,6 +12,7 @@ from matplotlib.figure import Figure
 from scaling.fit import IsoFlopFit, ParametricFit, group_budgets
 from scaling.fit_inference import FrontierFit, SolveRateFit
 from scaling.records import RunTable, SearchCurve
+from search.stats import wilson_ci
 
 
 def _save(fig: Figure, path: str) -> str:
@@ -99,15 +100,6 @@ def loss_vs_compute(table: RunTable, path: str) -> str:
     return _save(fig, path)
 
 
-def _wilson(k, n, z: float = 1.959964) -> tuple[np.ndarray, np.ndarray]:
-    """95% Wilson interval of k successes in n trials (elementwise) -> (lo, hi)."""
-    k, n = np.asarray(k, np.float64), np.asarray(n, np.float64)
-    p = k / n
-    mid = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return mid - half, mid + half
-
-
 def solve_rate_vs_search(curves: list[SearchCurve], fits: list[SolveRateFit | None],
                          path: str, split: str | None = None) -> str:
     """Measured solve rate (95% Wilson bars) vs search compute per problem, with each run's
@@ -117,7 +109,8 @@ def solve_rate_vs_search(curves: list[SearchCurve], fits: list[SolveRateFit | No
     order = np.argsort([c.train_flops for c in curves], kind="stable")
     for color, i in zip(_colors(len(curves)), order, strict=True):
         cur, f = curves[i], fits[i]
-        lo, hi = _wilson(np.round(cur.solve_rate * cur.num_problems), cur.num_problems)
+        lo, hi = np.array([wilson_ci(int(round(p * n)), int(n))
+                           for p, n in zip(cur.solve_rate, cur.num_problems, strict=True)]).T
         ax.errorbar(cur.compute, cur.solve_rate, yerr=[cur.solve_rate - lo, hi - cur.solve_rate],
                     color=color, fmt="o", ms=3, lw=0.8,
                     label=f"{cur.name} (N={cur.params:.2g}, C={cur.train_flops:.2g})")

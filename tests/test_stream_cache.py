@@ -45,6 +45,11 @@ def test_loader_batches_are_identical_with_the_cache(tmp_path, monkeypatch):
     for cache in ("", str(tmp_path)):
         if cache:
             stream_cache.build(cfg, 64, cache, log=lambda *_: None)
+
+            def no_labelling(*_):  # the cached pass must not draw a single live example
+                raise AssertionError("the loader drew live rows although they are cached")
+
+            monkeypatch.setattr(stream, "draw_range", no_labelling)
         monkeypatch.setenv(stream_cache.ENV, cache)
         loader = stream_data.StreamLoader(cfg, 8, mesh, tok, prefetch=0)
         batches.append([jax.device_get(loader.batch(p)) for p in (0, 1, 7)])

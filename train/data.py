@@ -79,9 +79,7 @@ def generate(config: Mapping[str, Any], workdir: str) -> list[str]:
     if d.get("source") == "stream":  # a fixed snapshot of the run's own stream (and eval stream)
         from train import stream_data
 
-        exclude = frozenset(p.canonical for plist in stream_data.exclusion_sets(config).values()
-                            for p in plist)
-        mk = lambda kind: stream_data.stream_config(config, cls.rules, exclude, kind)
+        mk = stream_data.run_streams(config, cls.rules)[1]
         return [datasets.build_stream_snapshot(root, name, mk(kind), 0, n)
                 for name, n, kind in ((train_name, d["num_problems"], "train"),
                                       (eval_name, d["eval_examples"], "eval"))]

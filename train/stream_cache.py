@@ -36,6 +36,7 @@ _CHUNK = 4096
 _served: set[str] = set()  # streams already announced as served from a cache (one log line each)
 
 
+@functools.lru_cache(maxsize=32)  # per batch on the loader's path: hash the exclusion set once
 def key(cfg: stream.StreamConfig) -> str:
     """Content hash of everything that determines the stream's examples."""
     fields = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg)}
@@ -117,9 +118,7 @@ def train_stream(config: dict) -> stream.StreamConfig:
     from train import data as data_lib
     from train import stream_data
 
-    sets = stream_data.exclusion_sets(config)
-    exclude = frozenset(p.canonical for plist in sets.values() for p in plist)
-    return stream_data.stream_config(config, data_lib.problem_class(config).rules, exclude)
+    return stream_data.run_streams(config, data_lib.problem_class(config).rules)[1]("train")
 
 
 def main(argv=None) -> int:

@@ -73,6 +73,14 @@ def stream_config(config: Mapping[str, Any], rules: game.Rules, exclude: frozens
     return cfg
 
 
+def run_streams(config: Mapping[str, Any], rules: game.Rules):
+    """(exclusion sets, ``kind -> StreamConfig``): every stream a run of ``config`` draws, all
+    with the same exclusion (``exclusion_sets``)."""
+    sets = exclusion_sets(config)
+    exclude = frozenset(p.canonical for plist in sets.values() for p in plist)
+    return sets, lambda kind="train": stream_config(config, rules, exclude, kind)
+
+
 def tokenized(rows: Mapping[str, np.ndarray], tok_cfg: tokenizer.TokenizerConfig) -> dict:
     """Stream rows -> the train step's batch fields (plus ``n``, for per-n probes)."""
     out = data_lib.tokenize(rows, tok_cfg)

@@ -98,9 +98,7 @@ def load_inputs(s: setup_lib.RunSetup, workdir: str) -> Inputs:
         raise ValueError(f"config.data.source={d['source']!r}; allowed 'tfds', 'stream'.")
     from train import stream_data
 
-    sets = stream_data.exclusion_sets(cfg)
-    exclude = frozenset(p.canonical for plist in sets.values() for p in plist)
-    mk = lambda kind: stream_data.stream_config(cfg, s.rules, exclude, kind)
+    sets, mk = stream_data.run_streams(cfg, s.rules)
     train_cfg = mk("train")
     loader = stream_data.StreamLoader(train_cfg, tcfg["batch_size"], s.mesh, s.tok_cfg,
                                       workers=d["workers"])
