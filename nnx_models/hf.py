@@ -352,8 +352,11 @@ def _load_extra(model: PolicyValueNet, file: str):
         _assign(param, tensors[key], key)
 
 
-def save_pretrained(model: Transformer | PolicyValueNet, path: str) -> str:
-    """Write ``config.json`` + ``model.safetensors`` (+ zero24 extras for a PolicyValueNet)."""
+def save_pretrained(model: Transformer | PolicyValueNet, path: str,
+                    meta: dict | None = None) -> str:
+    """Write ``config.json`` + ``model.safetensors`` (+ zero24 extras for a PolicyValueNet).
+    ``meta``: more entries of ``zero24_model.json``, e.g. the playing conditions (``play``) and
+    ``training_classes`` that ``train.run_model.export_conditions`` reads back."""
     from safetensors.flax import save_file
 
     tr = model.backbone if isinstance(model, PolicyValueNet) else model
@@ -371,6 +374,7 @@ def save_pretrained(model: Transformer | PolicyValueNet, path: str) -> str:
                 {
                     "model": dataclasses.asdict(model.cfg),
                     "tokenizer": dataclasses.asdict(model.tok_cfg),
+                    **(meta or {}),
                 },
                 f,
                 indent=2,

@@ -37,6 +37,7 @@ class SearchEval(TypedDict):
     solve_rate_ci: NotRequired[list[float]]
     solve_rate_ci_clopper_pearson: NotRequired[list[float]]
     wall_time_s: NotRequired[float]
+    slots: NotRequired[int]  # Rules.n_max of the searched states (search.play.slot_count)
     epochs: NotRequired[int]  # train.ttt entries only
 
 

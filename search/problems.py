@@ -21,6 +21,7 @@ import hashlib
 import itertools
 import math
 import pathlib
+import re
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -320,32 +321,43 @@ def load_24csv(path: str | pathlib.Path, split: str = "all1362") -> list[Problem
     return [by_rank[k] for k in range(lo, hi + 1)]
 
 
+_INTEGER = re.compile(r"-?[0-9]{1,9}")  # ASCII digits only: int() also reads "²" or "1_0"
+
+
 def load_problems_file(path: str | pathlib.Path) -> list[Problem]:
-    """A researcher's own puzzle list: a CSV or TSV (the delimiter is sniffed from the header)
-    whose header has a ``numbers`` column (space-separated integers, 2..16 of them) and a
-    ``target`` column (an integer); other columns are ignored. Errors name the file and line."""
+    """A researcher's own puzzle list: a CSV or TSV (the delimiter is sniffed from the header;
+    UTF-8 with or without a BOM, LF or CRLF line ends) whose header has a ``numbers`` column
+    (space-separated integers, 2..16 of them) and a ``target`` column (an integer); other columns
+    are ignored. Every value must lie within +-``game.INT32_SAFE_MAX_ABS`` (the exact
+    arithmetic's range). Errors name the file, the line and the field."""
     path = pathlib.Path(path)
     if not path.is_file():
         raise ValueError(f"--problems={str(path)!r} does not exist.")
-    with path.open(newline="", encoding="utf-8") as f:
-        text = f.read()
-    header = text.split("\n", 1)[0]
-    delimiter = "\t" if "\t" in header else ","
-    rows = list(csv.DictReader(text.splitlines(), delimiter=delimiter))
-    cols = [c.strip() for c in (csv.DictReader(text.splitlines(), delimiter=delimiter)
-                                .fieldnames or [])]
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start}); save the "
+                         "puzzle list as a UTF-8 CSV.") from None
+    lines = text.splitlines()
+    delimiter = "\t" if lines and "\t" in lines[0] else ","
+    reader = csv.DictReader(lines, delimiter=delimiter)
+    cols = [c.strip() for c in (reader.fieldnames or [])]
     if "numbers" not in cols or "target" not in cols:
         raise ValueError(f"{path}: header has columns {cols}; needs 'numbers' and 'target'.")
-    out = []
-    for i, r in enumerate(rows):
-        r = {k.strip(): (v or "").strip() for k, v in r.items() if k is not None}
+    bound, out = game.INT32_SAFE_MAX_ABS, []
+    for i, r in enumerate(reader):
+        r = {k.strip(): (v or "").strip() for k, v in r.items() if isinstance(k, str)}
         where, parts = f"{path}:{i + 2}", r["numbers"].split()
-        if not 2 <= len(parts) <= 16 or not all(p.lstrip("-").isdigit() for p in parts):
+        if not 2 <= len(parts) <= 16 or not all(_INTEGER.fullmatch(p) for p in parts):
             raise ValueError(f"{where}: numbers={r['numbers']!r} is not 2..16 space-separated "
                              "integers.")
-        if not r["target"].lstrip("-").isdigit():
+        if not _INTEGER.fullmatch(r["target"]):
             raise ValueError(f"{where}: target={r['target']!r} is not an integer.")
-        out.append(Problem(tuple(int(p) for p in parts), int(r["target"])))
+        values = [int(p) for p in parts] + [int(r["target"])]
+        if bad := [x for x in values if abs(x) > bound]:
+            raise ValueError(f"{where}: {bad[0]} is out of range; numbers and target must lie "
+                             f"within -{bound}..{bound}.")
+        out.append(Problem(tuple(values[:-1]), values[-1]))
     if not out:
         raise ValueError(f"{path}: no puzzles below the header.")
     return out

@@ -15,7 +15,9 @@ with exact arithmetic (``game.replay``) whichever way it was found:
 
 ``evaluations`` counts network calls; ``wall_s`` is the search's wall time, compilation included
 (a first call on CPU compiles for seconds). Bad input exits 2 with a message naming the field.
-Rules: rational intermediates, every number used once (``game.Rules()``, the Game-of-24 rule).
+Rules: rational intermediates, every number used once (``game.Rules()``, the Game-of-24 rule),
+on the slots and with the search settings the model carries (``search/play.py``): the shipped
+model reads 6-slot states, so a 4-number puzzle is padded to 6 slots as in its training.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from search import game, problems, solver
 
 DEFAULT_MODEL = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                              "models", "flagship")
-N_RANGE = (2, 6)  # the shipped model's states have 6 slots
+N_RANGE = (2, 8)  # numbers per puzzle: the exact solver answers 8 in well under a second
 NUMBER_RANGE = (1, 999)
 TARGET_RANGE = (-9999, 9999)
 
@@ -101,6 +103,26 @@ def _network(spec: str):
     return load_network(spec)
 
 
+def _spec(model: str) -> str:
+    """The ``train.run_model.load_network`` spec of ``--model``, checked."""
+    spec = model if model in ("uniform",) or model.startswith("hf:") else f"hf:{model}"
+    if spec.startswith("hf:") and not os.path.isdir(spec[3:]):
+        raise ValueError(f"--model={model!r}: {spec[3:]} is not a directory; allowed an HF export "
+                         "(nnx_models.hf), 'uniform' or 'solver'.")
+    return spec
+
+
+def rules_for(numbers, model: str) -> game.Rules:
+    """Game-of-24 rules on the slots the model is played with (``search.play.slot_count``: its
+    own, or more for a longer puzzle); the puzzle's own count for ``solver`` and ``uniform``."""
+    from search import play as play_lib
+    from train.run_model import conditions
+
+    play = None if model == "solver" else conditions(_spec(model))[0]
+    n = play_lib.slot_count(play, "numbers", len(numbers), max(len(numbers), 2))
+    return dataclasses.replace(game.Rules(), n_max=n)
+
+
 def solve(numbers, target: int, model: str = DEFAULT_MODEL, simulations: int = 32) -> Answer:
     """Solver verdict, then the network's search (module docstring). ``model``: an export
     directory, ``hf:<dir>``, ``uniform`` (uniform-prior MCTS) or ``solver`` (no search)."""
@@ -108,8 +130,7 @@ def solve(numbers, target: int, model: str = DEFAULT_MODEL, simulations: int = 3
 
     if simulations < 1:
         raise ValueError(f"--simulations={simulations} is out of range; allowed >= 1.")
-    # Six slots whatever n is: the states the shipped model trained on and search.sweep scores.
-    rules = dataclasses.replace(game.Rules(), n_max=N_RANGE[1])
+    rules = rules_for(numbers, model)  # checks the model and the slots before any work
     exact = solver.solve(list(numbers), target, rules)
     base = dict(numbers=tuple(numbers), target=target, model=model, simulations=simulations)
     if not exact.solvable:
@@ -118,15 +139,13 @@ def solve(numbers, target: int, model: str = DEFAULT_MODEL, simulations: int = 3
     if model == "solver":
         return Answer(**base, solvable=True, expression=_verified(numbers, target,
                       exact.expression), found_by="solver", evaluations=0, wall_s=0.0)
-    spec = model if model in ("uniform",) or model.startswith("hf:") else f"hf:{model}"
-    if spec.startswith("hf:") and not os.path.isdir(spec[3:]):
-        raise ValueError(f"--model={model!r}: {spec[3:]} is not a directory; allowed an HF export "
-                         "(nnx_models.hf), 'uniform' or 'solver'.")
+    spec = _spec(model)
     net = _network(spec)
     t0 = time.perf_counter()
+    opts = sweep.SweepOptions.played(net.play, batch_size=1)
     out, _ = sweep.run_method("mcts" if spec != "uniform" else "uniform_mcts", simulations,
-                              [problems.Problem(tuple(numbers), target)], rules, net,
-                              sweep.SweepOptions(batch_size=1), progress=False)
+                              [problems.Problem(tuple(numbers), target)], rules, net, opts,
+                              progress=False)
     wall = time.perf_counter() - t0
     played, tree = (out[k][0] for k in sorted(out))  # (mcts, mcts_tree) / (uniform_mcts, ..._tree)
     evals = played[2]

@@ -43,8 +43,9 @@ from tqdm import tqdm
 from scaling import run_json
 from scaling.run_json import write_json, write_text
 from search import baselines, game, mcts, problems
+from search import play as play_lib
 from search.stats import clopper_pearson_ci, wilson_ci
-from search.types import Network
+from search.types import Network, Play
 
 CSV_SPLITS = tuple(problems.CSV_SPLITS) + tuple(problems.XOT_SPLITS)
 NETWORK_METHODS = ("mcts", "mcts_muzero", "beam", "dfs", "sample")
@@ -60,8 +61,11 @@ BASELINES = {"uniform": Network("uniform", baselines.uniform_evaluate),
 # ----------------------------------------------------------------------------- splits
 
 
-def load_split(spec: str, csv_path: str | None = None, n_max: int | None = None):
-    """(name, problems, rules) for a split spec (module docstring)."""
+def load_split(spec: str, csv_path: str | None = None, n_max: int | None = None,
+               play: Play | None = None):
+    """(name, problems, rules) for a split spec (module docstring), with the slots that
+    ``play`` (a network's playing conditions; None for network-free baselines) and an explicit
+    ``n_max`` resolve to (``search.play.slot_count``)."""
     if spec.startswith("file:"):  # --problems=FILE: Game-of-24 rules, as many slots as needed
         path = spec[len("file:"):]
         probs, spec = problems.load_problems_file(path), f"file:{os.path.basename(path)}"
@@ -83,13 +87,9 @@ def load_split(spec: str, csv_path: str | None = None, n_max: int | None = None)
                              "integer >= 1 (problems to evaluate).")
         cls = problems.get_class(name)
         probs, rules = problems.generate(cls, int(count), seed=0, split=split), cls.rules
-    if n_max is not None:
-        rules = dataclasses.replace(rules, n_max=n_max)
-    too_big = max((len(p.numbers) for p in probs), default=0)
-    if too_big > rules.n_max:
-        raise ValueError(f"split {spec!r} has problems with {too_big} numbers but n_max="
-                         f"{rules.n_max}; pass --n_max={too_big} (or larger).")
-    return spec, probs, rules
+    needed = max((len(p.numbers) for p in probs), default=2)
+    slots = play_lib.slot_count(play, spec, needed, rules.n_max, n_max)
+    return spec, probs, dataclasses.replace(rules, n_max=slots)
 
 
 # ----------------------------------------------------------------------------- methods
@@ -106,6 +106,14 @@ class SweepOptions:
     dfs_threshold: float = 0.05
     sample_temperature: float = 1.0
     seed: int = 0
+
+    @classmethod
+    def played(cls, play: Play | None, **explicit) -> SweepOptions:
+        """The options a network is played with: its own search settings (``Play.search``),
+        overridden by ``explicit`` ones (flags the user gave)."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        own = {k: v for k, v in (play.search if play else {}).items() if k in names}
+        return cls(**{**own, **explicit})
 
     def __post_init__(self):
         for name in ("batch_size", "max_num_considered_actions", "beam_expand", "dfs_expand"):
@@ -217,7 +225,7 @@ def run_sweep(split: str, probs: Sequence[problems.Problem], rules: game.Rules, 
                     solve_rate=solved / max(len(rows), 1),
                     solve_rate_ci=list(wilson_ci(solved, len(rows))),
                     solve_rate_ci_clopper_pearson=list(clopper_pearson_ci(solved, len(rows))),
-                    num_problems=len(rows), wall_time_s=wall))
+                    num_problems=len(rows), wall_time_s=wall, slots=rules.n_max))
                 records += [dict(split=split, method=variant, simulations=budget,
                                  numbers=list(p.numbers), target=p.target, solved=bool(ok),
                                  solution=expr, evals=ev)
@@ -229,7 +237,9 @@ def markdown(entries: Sequence[dict]) -> str:
     """A table per split: method x budget -> solve rate [95% CI], evaluations, FLOPs."""
     lines = []
     for split in dict.fromkeys(e["split"] for e in entries):
-        lines += [f"### {split}", "", "| method | budget | solve rate | 95% CI (Wilson) | "
+        slots = {e["slots"] for e in entries if e["split"] == split and "slots" in e}
+        where = f" ({', '.join(map(str, sorted(slots)))} slots)" if slots else ""
+        lines += [f"### {split}{where}", "", "| method | budget | solve rate | 95% CI (Wilson) | "
                   "evals / problem | search FLOPs / problem | wall s |",
                   "|---|---:|---:|---|---:|---:|---:|"]
         for e in (e for e in entries if e["split"] == split):
@@ -288,32 +298,6 @@ def append_to_run_record(workdir: str, entries: Sequence[dict]) -> bool:
     return run_json.merge_search_evals(workdir, entries)
 
 
-def warn_unexcluded(workdir: str, net: Network, loaded) -> list[str]:
-    """Warns, naming the set, for every split a trained model's run did not exclude from training.
-
-    The record is ``exclusion.json`` in ``workdir`` (the run) or in the ``hf:`` export directory.
-    Network-free baselines have no training and are never warned about. Returns the messages.
-    """
-    if net.name in ("uniform", "oracle") or net.name.startswith("untrained"):
-        return []
-    from search import stream
-
-    excluded = stream.read_exclusion(workdir)
-    if excluded is None and net.name.startswith("hf:"):
-        excluded = stream.read_exclusion(net.name[3:])
-    out = []
-    for name, probs, _ in loaded:
-        k = stream.leaked(probs, excluded)
-        if k:
-            why = "its run recorded no exclusion.json" if excluded is None else \
-                "they were not in its exclusion set"
-            out.append(f"WARNING: split {name!r}: {k} of {len(probs)} problems may have been "
-                       f"trained on by {net.name} ({why}); its solve rate is not held-out.")
-    for msg in out:
-        print(msg, flush=True)
-    return out
-
-
 def evaluate_run(workdir: str, net: Network, splits: Sequence[str],
                  methods: Sequence[str] = METHODS, budgets: Sequence[int] = DEFAULT_BUDGETS,
                  csv_path: str | None = None, n_max: int | None = None,
@@ -325,8 +309,8 @@ def evaluate_run(workdir: str, net: Network, splits: Sequence[str],
         raise ValueError(f"methods {unknown} are unknown; allowed {METHODS}.")
     if not budgets or min(budgets) < 1:
         raise ValueError(f"budgets={list(budgets)}: simulations must be >= 1.")
-    loaded = [load_split(s, csv_path, n_max) for s in splits]
-    warn_unexcluded(workdir, net, loaded)
+    loaded = [load_split(s, csv_path, n_max, net.play) for s in splits]
+    play_lib.leak_messages(net, loaded)
     entries, records = [], []
     for name, probs, rules in loaded:
         e, r = run_sweep(name, probs, rules, net, methods, budgets, opts, mesh, progress)

@@ -49,14 +49,43 @@ def _no_flops(rules: Rules) -> float:
 
 
 @dataclasses.dataclass(frozen=True)
+class Play:
+    """How a trained network is played (``search.play``): the slot count of the states it was
+    trained on, the most slots its layout reads, its rules and its search settings (names of
+    ``search.sweep.SweepOptions`` fields). Written into every export and run record."""
+
+    n_max: int  # slots of the training states; fewer is refused (another function)
+    max_slots: int  # the most slots the token layout reads
+    fractions: bool = True
+    use_all: bool = True
+    search: dict = dataclasses.field(default_factory=dict)  # e.g. max_num_considered_actions
+
+    def __post_init__(self):
+        if not 2 <= self.n_max <= self.max_slots <= 16:
+            raise ValueError(f"Play: n_max={self.n_max}, max_slots={self.max_slots}; need "
+                             "2 <= n_max <= max_slots <= 16.")
+
+
+@dataclasses.dataclass(frozen=True)
+class Provenance:
+    """What a network trained on, for the leak check of an eval (``search.play.leaked``)."""
+
+    classes: tuple[str, ...] | None = None  # classes whose train split it drew; None: unknown
+    excluded: frozenset | None = None  # canonical keys its run excluded; None: no record
+
+
+@dataclasses.dataclass(frozen=True)
 class Network:
     """What is searched with: ``make_evaluate(rules)`` (an ``Evaluate`` for that slot count),
-    its ``params`` and ``flops_per_eval(rules)``, the forward FLOPs of one evaluated state."""
+    its ``params`` and ``flops_per_eval(rules)``, the forward FLOPs of one evaluated state;
+    ``play`` and ``provenance`` for trained networks (None for network-free baselines)."""
 
     name: str
     make_evaluate: MakeEvaluate
     params: Params = None
     flops_per_eval: Callable[[Rules], float] = _no_flops
+    play: Play | None = None
+    provenance: Provenance | None = None
 
 
 # ----------------------------------------------------------------------------- states

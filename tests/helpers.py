@@ -1,7 +1,9 @@
 """Helpers shared by several test modules (imported as a plain module, like fraction_ref)."""
 
+import ast
 import glob
 import os
+from fractions import Fraction
 
 import jax
 import jax.numpy as jnp
@@ -60,3 +62,21 @@ def corrupt_checkpoint(step_dir: str, how: str) -> None:
                 f.write(b"\0" * size)
             else:
                 f.truncate(size // 2)
+
+
+def expression_value(expr: str) -> tuple[Fraction | None, list[int]]:
+    """Exact value (None on a division by zero) and sorted leaf numbers of an infix expression,
+    computed independently of the package."""
+    tree = ast.parse(expr, mode="eval")
+
+    def ev(n):
+        if isinstance(n, ast.Constant):
+            return Fraction(n.value)
+        if isinstance(n, ast.UnaryOp):
+            return -ev(n.operand)
+        a, b = ev(n.left), ev(n.right)
+        return {ast.Add: a + b, ast.Sub: a - b, ast.Mult: a * b,
+                ast.Div: a / b if b else None}[type(n.op)]
+
+    leaves = sorted(int(n.value) for n in ast.walk(tree) if isinstance(n, ast.Constant))
+    return ev(tree.body), leaves

@@ -1,33 +1,15 @@
 """``python -m search.solve``: verified expressions, "no solution" with exit 1, exit 2 on bad
 input; ``--problems`` files for ``search.eval``; the shipped model solves puzzles it is given."""
 
-import ast
 import json
 import os
-from fractions import Fraction
 
 import pytest
+from helpers import expression_value as _value
 
 from search import problems, solve
 
 SHIPPED = solve.DEFAULT_MODEL
-
-
-def _value(expr: str) -> tuple[Fraction, list[int]]:
-    """Exact value and leaf numbers of an infix expression (independent of the package)."""
-    tree = ast.parse(expr, mode="eval")
-
-    def ev(n):
-        if isinstance(n, ast.Constant):
-            return Fraction(n.value)
-        if isinstance(n, ast.UnaryOp):
-            return -ev(n.operand)
-        a, b = ev(n.left), ev(n.right)
-        return {ast.Add: a + b, ast.Sub: a - b, ast.Mult: a * b,
-                ast.Div: a / b if b else None}[type(n.op)]
-
-    leaves = sorted(int(n.value) for n in ast.walk(tree) if isinstance(n, ast.Constant))
-    return ev(tree.body), leaves
 
 
 def test_solvable_prints_a_verified_expression(capsys):
@@ -49,8 +31,8 @@ def test_unsolvable_says_no_solution_and_exits_1(capsys):
 
 
 @pytest.mark.parametrize("argv,message", [
-    (["1", "2", "3", "4", "5", "6", "7"], "numbers has 7 values; allowed 2..6"),
-    (["5"], "numbers has 1 values; allowed 2..6"),
+    ([str(k) for k in range(1, 10)], "numbers has 9 values; allowed 2..8"),
+    (["5"], "numbers has 1 values; allowed 2..8"),
     (["1", "x", "3"], "numbers[1]='x' is not an integer"),
     (["1", "2", "1000"], "numbers[2]=1000 is out of range; allowed 1..999"),
     (["4", "6", "--target", "100000"], "--target=100000 is out of range"),

@@ -23,12 +23,11 @@ def main(argv: Sequence[str]) -> None:
     f = flags.FLAGS
     if len(argv) > 1:
         raise ValueError(f"unexpected arguments {argv[1:]}; use --flag=value.")
-    opts = sweep.SweepOptions(batch_size=f.batch_size, seed=f.seed,
-                              max_num_considered_actions=f.max_num_considered_actions,
-                              beam_expand=f.beam_expand, dfs_expand=f.dfs_expand,
-                              dfs_threshold=f.dfs_threshold,
-                              sample_temperature=f.sample_temperature)
-    mesh = jax.make_mesh((jax.device_count(),), ("data",)) if jax.device_count() > 1 else None
+    # Every check below reads flags and files only: nothing is built or compiled before they
+    # pass (tests/test_play.py counts compilations).
+    play, _ = run_model.conditions(f.model)  # the model's own slots and search settings
+    opts = sweep.SweepOptions.played(play, **{name: f[name].value for name in OPTION_FLAGS
+                                              if f[name].present})
     splits, methods = [s for s in f.splits.split(",") if s], [m for m in f.methods.split(",") if m]
     for flag in ("csv", "problems"):  # named in the error, not a bare codec error later
         if f[flag].value:
@@ -38,17 +37,27 @@ def main(argv: Sequence[str]) -> None:
     if not splits or not methods:
         raise ValueError(f"--splits={f.splits!r} / --methods={f.methods!r}: give at least one "
                          "of each.")
+    if bad := [m for m in methods if m not in sweep.METHODS]:
+        raise ValueError(f"--methods: {bad} unknown; allowed {', '.join(sweep.METHODS)}.")
     budgets = _ints(f.budgets, "budgets")
-    for spec in splits:  # every split spec fails here, before the network loads or the lock
-        sweep.load_split(spec, f.csv, f.n_max)
+    if not budgets or min(budgets) < 1:
+        raise ValueError(f"--budgets={f.budgets!r}: give simulations >= 1.")
+    for spec in splits:  # every split spec and slot count fails here, before the network loads
+        sweep.load_split(spec, f.csv, f.n_max, play)
     # The workdir lock: no second sweep or training run writes this workdir meanwhile; taking
     # it proves the workdir writable, and the sweep's output folder is checked before any search.
     with workdir_lib.hold(f.workdir):
         workdir_lib.ensure_writable(os.path.join(f.workdir, "search_eval"), create=False)
+        mesh = jax.make_mesh((jax.device_count(),), ("data",)) if jax.device_count() > 1 else None
         out = sweep.evaluate_run(f.workdir, run_model.load_network(f.model, f.seed), splits,
                                  methods, budgets, f.csv, f.n_max, opts, mesh)
     print(sweep.markdown(out["entries"]))
     print(f"[search.eval] wrote {out['out_dir']}")
+
+
+# Flags that are SweepOptions fields: an explicit flag wins over the model's own setting.
+OPTION_FLAGS = ("batch_size", "seed", "max_num_considered_actions", "beam_expand", "dfs_expand",
+                "dfs_threshold", "sample_temperature")
 
 
 def _ints(value: str, field: str) -> list[int]:
@@ -71,10 +80,12 @@ def _define_flags() -> None:
     flags.DEFINE_string("csv", None, "Path to the ToT 24.csv (for tot100/tsllm362/all1362/xot*).")
     flags.DEFINE_string("problems", None, "CSV/TSV with 'numbers' (space-separated) and 'target' "
                         "columns: score a model on your own puzzles (split 'file:<path>').")
-    flags.DEFINE_integer("n_max", None, "Override the slot count of the rules (default: class).")
+    flags.DEFINE_integer("n_max", None, "Slots of the searched states (default: the model's own, "
+                         "or more for longer problems; search/play.py).")
     flags.DEFINE_integer("batch_size", 128, "Problems per jitted search call.")
     flags.DEFINE_integer("seed", 0, "RNG seed (sampling, untrained init).")
-    flags.DEFINE_integer("max_num_considered_actions", 16, "Gumbel root actions considered.")
+    flags.DEFINE_integer("max_num_considered_actions", 16, "Gumbel root actions considered "
+                         "(default: the model's own setting, else 16).")
     flags.DEFINE_integer("beam_expand", 8, "BFS-V: children expanded per beam state.")
     flags.DEFINE_integer("dfs_expand", 8, "DFS-V: children expanded per state.")
     flags.DEFINE_float("dfs_threshold", 0.05, "DFS-V: prune children with value below this.")

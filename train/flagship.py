@@ -17,6 +17,8 @@ from typing import Any
 import jax
 import ml_collections
 
+from search import play as play_lib
+from search import stream
 from train import modes, run_model
 
 EXPORT = "export"
@@ -53,7 +55,14 @@ def export(workdir: str) -> str:
         return out
     tmp = out + ".tmp"
     shutil.rmtree(tmp, ignore_errors=True)
-    hf.save_pretrained(model, tmp)
+    # The export carries how it is played and what it trained on (search/play.py).
+    play, prov = run_model.run_play(run_model.run_config(workdir))
+    hf.save_pretrained(model, tmp, meta={"play": play_lib.play_to_json(play),
+                                         "training_classes": None if prov.classes is None
+                                         else list(prov.classes)})
+    for name in (stream.EXCLUSION_JSON, "run.json"):
+        if os.path.isfile(os.path.join(workdir, name)):
+            shutil.copy2(os.path.join(workdir, name), os.path.join(tmp, name))
     shutil.rmtree(out, ignore_errors=True)
     os.replace(tmp, out)
     return out

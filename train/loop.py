@@ -31,9 +31,10 @@ class EvalSet:
     state: game.State
 
 
-def eval_sets(cfg: dict, rules: game.Rules) -> list[EvalSet]:
-    """``eval.sets``: ``search.sweep`` split specs (``class[:split[:count]]``, or ``tot100``-style
-    ToT splits read from ``eval.csv``), played with the run's rules."""
+def eval_problems(cfg: dict, rules: game.Rules) -> list[tuple[str, list[problems.Problem]]]:
+    """``eval.sets`` as (name, problems), each checked against the run's rules: ``search.sweep``
+    split specs (``class[:split[:count]]``, or ``tot100``-style ToT splits read from
+    ``eval.csv``). ``train.check`` runs it before any compute; ``eval_sets`` adds the states."""
     out = []
     for spec in cfg["eval"]["sets"]:
         name, probs, set_rules = sweep.load_split(spec, cfg["eval"]["csv"] or None,
@@ -41,8 +42,14 @@ def eval_sets(cfg: dict, rules: game.Rules) -> list[EvalSet]:
         if set_rules != rules:
             raise ValueError(f"config.eval.sets: {spec!r} has rules {set_rules}, different from "
                              f"the run's {rules}; evaluate classes of one rule variant.")
-        out.append(EvalSet(name, list(probs), problems.problems_to_state(probs, rules)))
+        out.append((name, list(probs)))
     return out
+
+
+def eval_sets(cfg: dict, rules: game.Rules) -> list[EvalSet]:
+    """``eval_problems`` with their initial states, played with the run's rules."""
+    return [EvalSet(name, probs, problems.problems_to_state(probs, rules))
+            for name, probs in eval_problems(cfg, rules)]
 
 
 def sims_list(cfg: dict) -> list[int]:

@@ -5,8 +5,10 @@ r"""Entry point: ``python -m train.main --config=train/configs/<name>.py[:arg] -
         --config.train.steps=500 --mode=supervised
 
 ``--mode`` (default: ``config.mode``) is one of generate_data | supervised | eval |
-search_and_learn | ttt | grpo | compare. The work happens in importable functions
-(``train.supervised.train_and_evaluate(config, workdir)``) that notebooks and tests call too.
+search_and_learn | flagship | ttt | grpo | compare, or check: every check of ``config.mode`` that
+needs only the config and the input files, and the plan, without compute (``train/check.py``).
+The work happens in importable functions (``train.supervised.train_and_evaluate(config,
+workdir)``) that notebooks and tests call too.
 Configs are locked: a misspelt ``--config.x.y`` override is an error. Bad input (flags, config,
 a workdir held by another run, see ``train/flag_errors.py`` and ``scaling/workdir.py``) exits with
 status 2 and a one-line message naming the field (``--traceback`` shows the full stack).
@@ -26,7 +28,9 @@ from train.configs.common import MODES
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Config file (train/configs/*.py[:arg]).",
                                           lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Run directory (checkpoints, metrics, run.json).")
-_MODE = flags.DEFINE_enum("mode", None, MODES, "What to run; defaults to config.mode.")
+_MODE = flags.DEFINE_enum("mode", None, MODES + ("check",),
+                          "What to run; defaults to config.mode. check: every check of "
+                          "config.mode and its plan, no compute (train/check.py).")
 _TRACEBACK = flags.DEFINE_bool("traceback", False, "Show the full stack on bad-input errors.")
 _RUNS = flags.DEFINE_list("runs", [], "--mode=compare: run directories to compare.")
 flags.mark_flags_as_required(["config", "workdir"])
@@ -36,7 +40,7 @@ def main(argv: list[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments {argv[1:]}; use --flag=value.")
     mode = _MODE.value or _CONFIG.value.mode
-    if mode not in MODES:
+    if mode not in MODES + ("check",):
         raise app.UsageError(f"config.mode={mode!r} is unknown; allowed {MODES}.")
     host.tune_malloc()  # XLA:CPU steps re-fault their buffers otherwise (launch/host.py)
     try:
@@ -48,7 +52,8 @@ def main(argv: list[str]) -> None:
         print(f"error: {e}", file=sys.stderr)  # one line (a logging.error would repeat it)
         sys.exit(2)
     logging.info("done: %s", result)
-    print(f"[train] {mode} done: {result}", flush=True)
+    if mode != "check":  # check printed its plan
+        print(f"[train] {mode} done: {result}", flush=True)
 
 
 if __name__ == "__main__":

@@ -19,9 +19,21 @@ from train.configs import common
 
 
 def run(mode: str, config, workdir: str, runs: Sequence[str] = ()) -> object:
-    """Runs ``mode`` on ``config`` in ``workdir``, validated first, under the workdir lock."""
+    """Runs ``mode`` on ``config`` in ``workdir``, validated first, under the workdir lock.
+    The training and eval modes run ``train.check.preflight`` first: every check that needs only
+    the config and the input files, before anything compiles. ``mode="check"`` runs only those
+    checks for ``config.mode``, prints the plan and writes nothing (no lock is taken)."""
+    from train import check
+
     common.validate(config)
+    if mode == "check":
+        plan = check.preflight(config.mode, config, workdir)
+        print(f"[train] check passed; the plan of --mode={config.mode}:\n"
+              + check.format_plan(plan), flush=True)
+        return plan
     with workdir_lib.hold(workdir):
+        if mode in check.TRAIN_MODES + ("eval",):
+            check.preflight(mode, config, workdir)
         return dispatch(mode, config, workdir, runs)
 
 

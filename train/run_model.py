@@ -34,8 +34,9 @@ import jax
 import numpy as np
 
 from scaling import workdir as workdir_lib
-from search import sweep
-from search.types import Network
+from search import play as play_lib
+from search import stream, sweep
+from search.types import Network, Play, Provenance
 from train import checkpoint as ckpt_lib
 from train import data as data_lib
 from train import steps
@@ -125,12 +126,63 @@ def load_run_model(workdir: str, step: int | None = None):
     return model, rules
 
 
-def model_network(model, name: str = "model") -> Network:
+def run_play(cfg: dict) -> tuple[Play, Provenance]:
+    """A run's playing conditions (its rules' slots) and its training classes, from its config
+    (the excluded keys are added by ``run_conditions`` from the workdir's exclusion.json)."""
+    from nnx_models.token_layout import MAX_SLOTS
+
+    rules = data_lib.problem_class(cfg).rules
+    # The eval's settings of the run's own evaluation (train.loop.Evaluator) travel with it.
+    considered = cfg.get("eval", {}).get("max_considered")
+    search = {} if considered is None else {"max_num_considered_actions": considered}
+    play = Play(n_max=rules.n_max, max_slots=MAX_SLOTS, fractions=rules.fractions,
+                use_all=rules.use_all, search=search)
+    classes = list(play_lib.training_classes(cfg))
+    init = cfg.get("init", {})
+    if init.get("source") == "supervised" and init.get("path"):  # a warm start's data too
+        try:
+            classes += play_lib.training_classes(run_config(init["path"]))
+        except FileNotFoundError:
+            return play, Provenance(classes=None)
+    return play, Provenance(classes=tuple(dict.fromkeys(classes)))
+
+
+def run_conditions(workdir: str) -> tuple[Play, Provenance]:
+    """``run_play`` of the run in ``workdir`` with its exclusion record."""
+    play, prov = run_play(run_config(workdir))
+    return play, dataclasses.replace(prov, excluded=stream.read_exclusion(workdir))
+
+
+def export_conditions(path: str) -> tuple[Play | None, Provenance]:
+    """Playing conditions and provenance of an ``nnx_models.hf`` export: the ``play`` and
+    ``training_classes`` entries of its zero24_model.json (an export without ``play`` was
+    trained on its tokenizer's slot count), and its exclusion.json. Reads JSON only, so every
+    check can run before a network is built."""
+    from nnx_models.token_layout import MAX_SLOTS
+
+    meta = os.path.join(path, "zero24_model.json")
+    if not os.path.isfile(meta):  # a plain Llama checkpoint: fresh heads, never trained here
+        return None, Provenance()
+    with open(meta, encoding="utf-8") as f:
+        saved = json.load(f)
+    if "play" in saved:
+        play = play_lib.play_from_json(saved["play"])
+    else:
+        play = Play(n_max=saved["tokenizer"]["n_max"], max_slots=MAX_SLOTS)
+    classes = saved.get("training_classes")
+    return play, Provenance(classes=None if classes is None else tuple(classes),
+                            excluded=stream.read_exclusion(path))
+
+
+def model_network(model, name: str = "model", play: Play | None = None,
+                  provenance: Provenance | None = None) -> Network:
     """A ``nnx_models.PolicyValueNet`` as a ``search.types.Network`` (its tokenizer re-sized to
-    each ``rules.n_max``): what ``search.sweep`` searches with."""
+    each ``rules.n_max``): what ``search.sweep`` searches with. ``play`` defaults to the
+    model's own slot count."""
     from flax import nnx
 
     from nnx_models import make_evaluate, seq_len
+    from nnx_models.token_layout import MAX_SLOTS
     from scaling.flops import forward_flops_per_state
 
     graphdef, params = nnx.split(model)
@@ -139,31 +191,48 @@ def model_network(model, name: str = "model") -> Network:
         name=name, params=params,
         make_evaluate=lambda rules: make_evaluate(graphdef, tok(rules), rules),
         flops_per_eval=lambda rules: float(forward_flops_per_state(
-            model.cfg, seq_len(tok(rules)), rules.n_max)))
+            model.cfg, seq_len(tok(rules)), rules.n_max)),
+        play=play or Play(n_max=model.tok_cfg.n_max, max_slots=MAX_SLOTS),
+        provenance=provenance)
+
+
+def conditions(spec: str) -> tuple[Play | None, Provenance | None]:
+    """(playing conditions, provenance) of a ``load_network`` spec, from JSON alone (no network
+    is built): what the command lines check their inputs against before any compute."""
+    from nnx_models.token_layout import MAX_SLOTS
+
+    if spec in sweep.BASELINES:
+        return None, None
+    if spec.startswith("untrained:d") and spec[len("untrained:d"):].isdigit():
+        # never trained: any slot count plays it alike, and no problem is a training problem
+        return Play(n_max=2, max_slots=MAX_SLOTS), Provenance(classes=(), excluded=frozenset())
+    if spec.startswith("hf:"):
+        path = spec[3:]
+        if not os.path.isdir(path):
+            raise ValueError(f"--model={spec!r}: {path} is not a directory; export a model with "
+                             "nnx_models.hf.save_pretrained(model, path) first.")
+        return export_conditions(path)
+    raise ValueError(f"--model={spec!r} is unknown; allowed uniform, oracle, untrained:d<K>, "
+                     "hf:<export dir>.")
 
 
 def load_network(spec: str, seed: int = 0) -> Network:
     """A Network from a spec: ``uniform`` | ``oracle`` (``search.sweep.BASELINES``) |
-    ``untrained:d<depth>`` | ``hf:<dir>`` (an ``nnx_models.hf`` export)."""
+    ``untrained:d<depth>`` | ``hf:<dir>`` (an ``nnx_models.hf`` export), with its playing
+    conditions (``conditions``)."""
+    play, prov = conditions(spec)  # validates the spec
     if spec in sweep.BASELINES:  # network-free: nothing to load
         return sweep.BASELINES[spec]
     from flax import nnx
 
     from nnx_models import ModelConfig, PolicyValueNet
 
-    if spec.startswith("untrained:d") and spec[len("untrained:d"):].isdigit():
+    if spec.startswith("untrained:d"):
         cfg = ModelConfig.from_depth(int(spec[len("untrained:d"):]))
-        return model_network(PolicyValueNet(cfg, rngs=nnx.Rngs(seed)), spec)
-    if spec.startswith("hf:"):
-        path = spec[3:]
-        if not os.path.isdir(path):
-            raise ValueError(f"--model={spec!r}: {path} is not a directory; export a model with "
-                             "nnx_models.hf.save_pretrained(model, path) first.")
-        from nnx_models.hf import load_policy_value
+        return model_network(PolicyValueNet(cfg, rngs=nnx.Rngs(seed)), spec, play, prov)
+    from nnx_models.hf import load_policy_value
 
-        return model_network(load_policy_value(path, seed=seed), spec)
-    raise ValueError(f"--model={spec!r} is unknown; allowed uniform, oracle, untrained:d<K>, "
-                     "hf:<export dir>.")
+    return model_network(load_policy_value(spec[3:], seed=seed), spec, play, prov)
 
 
 def search_evaluate(workdir: str, splits: Sequence[str], methods: Sequence[str],
@@ -172,10 +241,11 @@ def search_evaluate(workdir: str, splits: Sequence[str], methods: Sequence[str],
                     step: int | None = None) -> dict:
     """``search.sweep.evaluate_run`` on the run's own network (``load_run_model``): writes
     ``<workdir>/search_eval/``, merges into ``run.json``; returns {"entries", "out_dir"}."""
-    model, rules = load_run_model(workdir, step)
-    net = model_network(model, name or run_config(workdir).get("name", "model"))
+    model, _ = load_run_model(workdir, step)
+    play, prov = run_conditions(workdir)
+    net = model_network(model, name or run_config(workdir).get("name", "model"), play, prov)
     return sweep.evaluate_run(workdir, net, splits, methods, budgets, csv_path=csv_path,
-                              n_max=rules.n_max, opts=sweep.SweepOptions(batch_size=batch_size),
+                              opts=sweep.SweepOptions.played(play, batch_size=batch_size),
                               progress=progress)
 
 
