@@ -320,6 +320,7 @@ class Replay:
     expressions: tuple[str, ...]  # infix expression of each live value
     legal: bool  # every action was legal
     solved: bool
+    solution: str | None = None  # the expression equal to the target (any live slot), if solved
 
 
 def replay(numbers: Sequence[int], target, actions: Sequence[int], rules: Rules) -> Replay:
@@ -356,5 +357,7 @@ def replay(numbers: Sequence[int], target, actions: Sequence[int], rules: Rules)
     live = [(v, e) for v, e in zip(vals, exprs, strict=True) if v is not None]
     hit = any(v == target for v, _ in live)
     solved = legal and (hit and len(live) == 1 if rules.use_all else hit)
+    # Under use_all=False the target may sit in any live slot, not the first one.
+    solution = next((e for v, e in live if v == target), None) if solved else None
     return Replay(values=tuple(v for v, _ in live), expressions=tuple(e for _, e in live),
-                  legal=legal, solved=solved)
+                  legal=legal, solved=solved, solution=solution)

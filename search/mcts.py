@@ -207,7 +207,7 @@ def verify(numbers, target, actions, rules: game.Rules) -> str | None:
     if not actions:
         return None
     r = game.replay(numbers, target, actions, rules)
-    return r.expressions[0] if r.solved else None
+    return r.solution
 
 
 # ----------------------------------------------------------------------------- sharding

@@ -82,6 +82,9 @@ def load_split(spec: str, csv_path: str | None = None, n_max: int | None = None,
         if name not in problems.class_names():
             raise ValueError(f"split {spec!r} is unknown; allowed {', '.join(CSV_SPLITS)} or a "
                              f"class[:split[:count]] with class in {problems.class_names()}.")
+        if split not in problems.SPLITS:
+            raise ValueError(f"split {spec!r}: {split!r} is not a split; allowed "
+                             f"{', '.join(problems.SPLITS)} (class[:split[:count]]).")
         if not count.isdigit() or int(count) < 1:
             raise ValueError(f"split {spec!r}: count={count!r} is out of range; allowed an "
                              "integer >= 1 (problems to evaluate).")

@@ -266,6 +266,19 @@ def test_subset_rule_ends_episode_when_target_appears():
     assert not game.replay([24, 1, 2], 24, [a], rules).legal  # replay agrees with the engine
 
 
+def test_subset_rule_solution_is_the_expression_equal_to_the_target():
+    # [37 19 2 14 10 45] -> 118 via 2*(14+45): the target sits in slot 2, not slot 0
+    rules = game.Rules(n_max=6, fractions=False, use_all=False)
+    nums = [37, 19, 2, 14, 10, 45]
+    acts = [game.encode_action(3, 5, 0, 6), game.encode_action(2, 3, 1, 6)]  # 14+45, 2*59
+    r = game.replay(nums, 118, acts, rules)
+    assert r.solved and r.expressions[0] == "37" and r.solution == "(2*(14+45))"
+    from search import mcts
+
+    assert mcts.verify(nums, 118, acts, rules) == "(2*(14+45))"
+    assert game.replay(nums, 119, acts, rules).solution is None
+
+
 def test_out_of_range_actions_fail():
     rules = game.Rules(n_max=4)
     state = game.new_state([[1, 2, 3, 4]] * 3, [24] * 3, rules)

@@ -195,7 +195,7 @@ def test_solutions_are_verified(episodes):
         assert sol.found <= ok  # never a solution of an unsolvable problem
         if sol.found:
             r = game.replay(numbers, target, sol.actions, RULES)
-            assert r.solved and r.expressions[0] == sol.expression
+            assert r.solved and r.solution == sol.expression
             # The expression evaluates to the target with exact arithmetic, independently.
             assert eval(sol.expression, {}, {}) == pytest.approx(target)
     assert sols[5].played  # [8, 3] -> 24 is found by any search

@@ -171,3 +171,36 @@ def test_golden_evaluation_of_the_shipped_model(tmp_path, request):
     for split, solved in got.items():
         assert abs(solved - GOLDEN_SOLVED[split]) <= TOLERANCE, (split, solved, got)
     assert len(got) == len(splits)
+
+
+@pytest.mark.parametrize("edit,message", [
+    (lambda c: setattr(c.eval, "sets", ("g24:tset:5",)), "g24:tset:5"),  # a split name
+    (lambda c: setattr(c.eval, "sets", ("n5:test:3",)), "has problems with 5 numbers"),  # slots
+    (lambda c: setattr(c.sl, "curriculum", ("n6",)), "class 'n6' has up to 6 numbers"),
+])
+def test_every_config_error_comes_before_any_compilation(tmp_path, edit, message):
+    from train import modes
+    from train.configs import default
+
+    config = default.get_config()
+    edit(config)
+    with Compiles() as c, pytest.raises(ValueError, match=message):
+        modes.run("search_and_learn", config, str(tmp_path / "w"))
+    assert c.count == 0 and not os.path.exists(tmp_path / "w" / "config.json")
+
+
+def test_csv_contents_and_an_unwritable_workdir_fail_before_any_compilation(tmp_path):
+    from train import modes
+    from train.configs import default
+
+    bad = tmp_path / "24.csv"
+    bad.write_text("Rank,Puzzles\n1,1 2 3\n")
+    config = default.get_config()
+    config.eval.csv = str(bad)
+    with Compiles() as c, pytest.raises(ValueError, match="is not 4 space-separated integers"):
+        modes.run("check", config, str(tmp_path / "w"))
+    blocked = tmp_path / "a_file"  # chmod does not stop root: a workdir below a file
+    blocked.write_text("x")
+    with Compiles() as c2, pytest.raises(ValueError, match="not writable"):
+        modes.run("search_and_learn", default.get_config(), str(blocked / "w"))
+    assert c.count == 0 and c2.count == 0
