@@ -2,9 +2,11 @@
 
 Why a stream: a fixed labelled set of ~1,000 problems is memorised by anything larger than the
 smallest model (the CPU sweep's d1 saw each state 44 times), and a resumed or sharded run must see
-exactly the batches an uninterrupted one would. Here example ``k`` is drawn with
-``numpy.random.default_rng([seed, k])``, so it never runs out, never repeats (unless two (seed, k)
-draw the same state by chance), and any process can produce any slice of any batch.
+exactly the batches an uninterrupted one would. Here every random number of example ``k`` is a
+counter-based draw keyed by (seed, k, try, draw index) (``search.stream_kernels``), so it never
+runs out, never repeats (unless two (seed, k) draw the same state by chance), and any process can
+produce any slice of any batch: ``draw_range(cfg, a, c)`` is ``draw_range(cfg, a, b)`` followed
+by ``draw_range(cfg, b, c)`` for every b.
 
 How one example is drawn (``StreamConfig`` names the knobs):
 1. a mixture component (a ``problems.ProblemClass``) by weight, then its n, then the number of
@@ -23,9 +25,19 @@ How one example is drawn (``StreamConfig`` names the knobs):
    real arithmetic (two small numbers rarely reach a random target near 999);
 5. rejection: the target must lie in the class's target range; the start problem must hash to
    ``split`` (``problems.split_of``) and, like the final state, must not be in ``exclude``; the
-   exact label comes from ``labeller.label_batch`` (and must match the wanted one).
+   exact label comes from ``search.labeller`` (and must match the wanted one).
 Labels: value = solvable, policy = uniform over the moves that keep the state solvable (every
 solvable state has at least one), legal = the game's legal mask.
+
+Batched (why: per-example Python served ~1-2k examples/s, below a small model's train step):
+compiled kernels (``search.stream_kernels``) draw the headers (1, 2) of all examples at once, then
+rounds run until every example is done: for each unfinished example the kernel plays its next
+tries (3, 4) until one passes the cheap checks of 5 (target range, blake2b split hash, exclusion
+probe), the labeller labels every round's candidates in one call per wanted label, and the
+examples whose label is the wanted one are done. Later rounds, with few examples left, propose
+up to ``_MAX_PER_ROUND`` such tries per example (fewer rounds) and take the first hit in try
+order. An example's result is thus its first try that passes every check, whichever round finds
+it and whatever else is drawn with it, so batching changes no example.
 
 Exclusion (``exclusion_keys``): canonical keys ``(sorted numbers, target)`` of every problem that
 must never be trained on. No excluded problem is ever a start state, and no emitted state (whose
@@ -44,8 +56,15 @@ import numpy as np
 
 from scaling import run_json
 from search import game, labeller, problems, solver
+from search import stream_kernels as kernels
 
+# The stream's content version: a change of what example k is (generator, rules of a draw) must
+# bump it, so that stored copies of a stream (train.stream_cache files, TFDS snapshots, whose
+# keys include it) are never served for another one. 1: numpy Generators per example (until
+# 2026-12); 2: the counter-based batched draw.
+VERSION = 2
 _MAX_TRIES = 2000  # rejection attempts per example before giving up with an error
+_MAX_PER_ROUND = 4  # candidates of one example labelled in one round (draw_range)
 FIELDS = ("num", "den", "live", "target_num", "target_den", "moves", "policy", "legal", "value",
           "n")
 
@@ -56,7 +75,7 @@ class StreamConfig:
 
     mixture: ((class name, weight), ...); weights >= 0, at least one > 0.
     n_max: slots of every emitted state (>= the largest n of the mixture).
-    seed: example k is drawn from ``default_rng([seed, k])``.
+    seed: the generator's key (0 <= seed < 2**63): example k is a function of (seed, k).
     split: the hash split start problems come from ("train" for training streams).
     solvable_share: probability that an example is solvable (at every n).
     exclude: canonical problem keys never to emit (``exclusion_keys``).
@@ -81,6 +100,9 @@ class StreamConfig:
         if not need <= self.n_max <= 16:
             raise ValueError(f"StreamConfig.n_max={self.n_max} is out of range for mixture "
                              f"{format_mixture(self.mixture)!r}; allowed {need}..16.")
+        if not 0 <= self.seed < 2**63:
+            raise ValueError(f"StreamConfig.seed={self.seed} is out of range; allowed "
+                             "0..2**63-1.")
         if self.split not in problems.SPLITS:
             raise ValueError(f"StreamConfig.split={self.split!r}; allowed {problems.SPLITS}.")
         if not 0.0 <= self.solvable_share <= 1.0:
@@ -145,159 +167,103 @@ def exclusion_keys(problem_lists: Iterable[Sequence[problems.Problem]]) -> froze
     return frozenset(p.canonical for plist in problem_lists for p in plist)
 
 
-# ----------------------------------------------------------------------------- one example
+# ----------------------------------------------------------------------------- batched draws
 
 
-def _play(keys: list, moves: int, rng: np.random.Generator, rules: game.Rules) -> list | None:
-    """``keys`` after ``moves`` uniformly random legal moves (None if stuck: no legal move).
-
-    A uniform (pair, op) redrawn until legal is uniform over the legal moves; illegal ones
-    (division by zero, overflow) are rare, so this beats enumerating every child.
-    """
-    keys = list(keys)
-    for _ in range(moves):
-        live = [s for s, k in enumerate(keys) if k is not None]
-        for _ in range(64):
-            a, b = int(rng.integers(len(live))), int(rng.integers(len(live) - 1))
-            b += b >= a  # two distinct slots, uniformly
-            i, j = live[min(a, b)], live[max(a, b)]
-            r = solver.op_results(keys[i], keys[j], rules)[int(rng.integers(game.NUM_OPS))]
-            if r is not None:
-                break
-        else:
-            return None
-        keys[i], keys[j] = r, None
-    return keys
+@functools.lru_cache(maxsize=16)
+def _tables(cfg: StreamConfig) -> dict[str, np.ndarray]:
+    """The kernels' view of ``cfg``: per-component ranges, cumulative weights and the exclusion
+    rows sorted by hash (built once per stream)."""
+    comps = components(cfg.mixture)
+    w = np.array([p for _, p in comps])
+    cum = np.cumsum(w)
+    cum[np.flatnonzero(w > 0)[-1]:] = np.inf  # u < 1 always picks a component of weight > 0
+    width = cfg.n_max + 2
+    rows = [[len(nums), t, *nums] + [0] * (cfg.n_max - len(nums))
+            for nums, t in cfg.exclude if len(nums) <= cfg.n_max]
+    rows = np.array(rows, np.int64).reshape(-1, width)
+    hashes = np.array([kernels.row_hash(r) for r in rows], np.uint64)
+    order = np.argsort(hashes, kind="stable")
+    lo, hi = problems.SPLIT_BUCKETS[cfg.split]
+    return {"cum": cum, "n_range": np.array([c.n_range for c, _ in comps], np.int64),
+            "cls": np.array([(*c.number_range, *c.target_range) for c, _ in comps], np.int64),
+            "ex_hash": hashes[order], "ex_rows": rows[order], "split": np.array([lo, hi])}
 
 
-def _legal_mask(keys: list, rules: game.Rules) -> np.ndarray:
-    """bool[A]: the game's legal mask of slot-aligned ``keys``."""
-    legal = np.zeros(rules.num_actions, bool)
-    live = [s for s, k in enumerate(keys) if k is not None]
-    for a_i, i in enumerate(live):
-        for j in live[a_i + 1:]:
-            base = _PAIR_INDEX[rules.n_max][i, j] * game.NUM_OPS
-            for op, r in enumerate(solver.op_results(keys[i], keys[j], rules)):
-                legal[base + op] = r is not None
-    return legal
-
-
-_PAIR_INDEX = {n: np.full((n, n), -1, np.int64) for n in range(2, 17)}
-for _n, _tab in _PAIR_INDEX.items():
-    for _p, (_i, _j) in enumerate(game.pair_table(_n)):
-        _tab[_i, _j] = _p
-
-
-def _final_value(keys: list, rng: np.random.Generator, rules: game.Rules) -> int | None:
-    """Packed key of the last number of a random playout of ``keys``, or None if it gets stuck."""
-    end = _play(keys, sum(k is not None for k in keys) - 1, rng, rules)
-    return None if end is None else next(k for k in end if k is not None)
-
-
-def _int_in(key: int | None, lo_hi: tuple[int, int]) -> int | None:
-    """The integer value of ``key`` if it is an integer within ``lo_hi``, else None."""
-    if key is None or key & solver.DEN_MASK != 1:
-        return None
-    v = key >> solver.SHIFT
-    return v if lo_hi[0] <= v <= lo_hi[1] else None
-
-
-def _start(cls: problems.ProblemClass, n: int, rng: np.random.Generator, n_max: int) -> list:
-    lo, hi = cls.number_range
-    nums = rng.integers(lo, hi + 1, size=n)
-    return [solver.pack_int(int(x)) for x in nums] + [None] * (n_max - n)
-
-
-def _state_key(keys: list, target: int) -> tuple | None:
-    """Canonical problem key of a state whose live values are all integers (else None)."""
-    live = [k for k in keys if k is not None]
-    if any(k & solver.DEN_MASK != 1 for k in live):
-        return None
-    return tuple(sorted(k >> solver.SHIFT for k in live)), target
-
-
-class _Example:
-    """The draw of one example: its own rng, component, n, moves and wanted label, and tries.
-
-    Every random number example k uses comes from its own ``default_rng([seed, k])`` in a fixed
-    order, so the example does not depend on which other examples are drawn alongside it: that is
-    what lets ``draw_range`` label the candidates of many examples in one compiled call.
-    """
-
-    def __init__(self, cfg: StreamConfig, k: int):
-        self.k, self.rng = k, np.random.default_rng([cfg.seed, k])
-        comps = components(cfg.mixture)
-        self.cls = comps[int(self.rng.choice(len(comps), p=[w for _, w in comps]))][0]
-        self.n = int(self.rng.integers(self.cls.n_range[0], self.cls.n_range[1] + 1))
-        self.moves = 0 if cfg.start_only else int(self.rng.integers(0, self.n - 1))
-        self.want = bool(self.rng.random() < cfg.solvable_share)
-        self.tries = 0
-
-    def propose(self, cfg: StreamConfig) -> tuple[list, int] | None:
-        """One try: (state keys, target) that passed the cheap checks, or None (try again)."""
-        self.tries += 1
-        if self.tries > _MAX_TRIES:
-            raise RuntimeError(
-                f"stream example {self.k}: no {'solvable' if self.want else 'unsolvable'} state "
-                f"of class {self.cls.name!r} (n={self.n}, {self.moves} moves) in {_MAX_TRIES} "
-                "tries; the class's target range is too narrow for this label.")
-        cls, rng, rules = self.cls, self.rng, cfg.rules
-        start = _start(cls, self.n, rng, cfg.n_max)
-        nums = tuple(sorted(k >> solver.SHIFT for k in start if k is not None))
-        uniform = rng.random() < 0.5
-        if uniform:  # cheap rejections first: val/test streams keep only ~10% of the hashes
-            target = int(rng.integers(cls.target_range[0], cls.target_range[1] + 1))
-            if problems.split_of(problems.Problem(nums, target)) != cfg.split:
-                return None
-        state = _play(start, self.moves, rng, rules)
-        if state is None:
-            return None
-        if not uniform:  # a playout value: reachable from the state itself or from a donor
-            donor = state if self.want else _start(cls, self.n, rng, cfg.n_max)
-            target = _int_in(_final_value(donor, rng, rules), cls.target_range)
-            if target is None or problems.split_of(problems.Problem(nums, target)) != cfg.split:
-                return None
-        if (nums, target) in cfg.exclude or _state_key(state, target) in cfg.exclude:
-            return None
-        return state, target
-
-
-def _arrays(keys: list) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    num = np.array([0 if k is None else k >> solver.SHIFT for k in keys], np.int64)
-    den = np.array([1 if k is None else k & solver.DEN_MASK for k in keys], np.int64)
-    return num, den, np.array([k is not None for k in keys])
+def _labels(keys, target, want, rules: game.Rules) -> tuple[np.ndarray, np.ndarray]:
+    """Exact (value, good) of candidates, complete where value == want. A wanted-unsolvable
+    candidate needs its value only (an unsolvable state has no good move), and the labeller stops
+    at a state's first good child: most such candidates are solvable (rejected), and at n = 6 a
+    full label costs several times a value."""
+    args = (keys >> solver.SHIFT, np.where(keys != 0, keys & solver.DEN_MASK, 1), keys != 0,
+            target, np.ones_like(target))
+    value, good = np.zeros(len(keys), bool), np.zeros((len(keys), rules.num_actions), bool)
+    if want.any():
+        value[want], good[want] = labeller.label_batch(*(a[want] for a in args), rules)
+    if not want.all():
+        value[~want] = labeller.solvable_batch(*(a[~want] for a in args), rules)
+    return value, good
 
 
 def draw_range(cfg: StreamConfig, start: int, stop: int) -> dict[str, np.ndarray]:
     """Examples ``start..stop-1`` stacked along a leading batch axis.
 
-    Rounds: every unfinished example proposes one candidate; all candidates are labelled in one
-    ``labeller.label_batch`` call; those whose label is the wanted one are done.
+    Rounds (module docstring): the kernel proposes, for every unfinished example, its next
+    candidates that pass the cheap checks; they are labelled in one call per wanted label; an
+    example whose candidate has the wanted label is done, the others go on from their next try.
     """
-    rules = cfg.rules
-    pending = [_Example(cfg, k) for k in range(start, stop)]
-    done: dict[int, dict[str, np.ndarray]] = {}
-    while pending:
-        cands = [(ex, ex.propose(cfg)) for ex in pending]
-        cands = [(ex, c) for ex, c in cands if c is not None]
-        if cands:
-            num, den, live = (np.stack(x) for x in zip(*(_arrays(c[0]) for _, c in cands),
-                                                       strict=True))
-            tgt = np.array([c[1] for _, c in cands], np.int64)
-            value, good = labeller.label_batch(num, den, live, tgt, np.ones_like(tgt), rules)
-            for r, (ex, (keys, target)) in enumerate(cands):
-                if bool(value[r]) != ex.want:
-                    continue
-                policy = good[r] / max(int(good[r].sum()), 1)
-                done[ex.k] = {
-                    "num": num[r].astype(np.int32), "den": den[r].astype(np.int32),
-                    "live": live[r], "target_num": np.int32(target), "target_den": np.int32(1),
-                    "moves": np.int32(ex.moves), "policy": policy.astype(np.float32),
-                    "legal": _legal_mask(keys, rules), "value": np.float32(value[r]),
-                    "n": np.int32(int(live[r].sum()))}
-        pending = [ex for ex in pending if ex.k not in done]
-    rows = [done[k] for k in range(start, stop)]
-    return {f: np.stack([r[f] for r in rows]) for f in FIELDS}
+    if not 0 <= start <= stop:
+        raise ValueError(f"draw_range({start}, {stop}): need 0 <= start <= stop.")
+    rules, tab, n_max = cfg.rules, _tables(cfg), cfg.n_max
+    ks = np.arange(start, stop, dtype=np.int64)
+    b = len(ks)
+    comp, n = np.zeros(b, np.int64), np.zeros(b, np.int64)
+    moves, want = np.zeros(b, np.int64), np.zeros(b, bool)
+    kernels.headers(cfg.seed, ks, tab["cum"], tab["n_range"], cfg.start_only,
+                    cfg.solvable_share, comp, n, moves, want)
+    cls = tab["cls"][comp]
+    keys, target = np.zeros((b, n_max), np.int64), np.zeros(b, np.int64)
+    value, good = np.zeros(b, bool), np.zeros((b, rules.num_actions), bool)
+    tries, pending = np.ones(b, np.int64), np.arange(b)
+    while pending.size:
+        # Later rounds propose several tries per example (about a batch of candidates per
+        # round): fewer rounds; the first hit in try order is taken, so no result changes.
+        p, per = len(pending), min(_MAX_PER_ROUND, max(1, b // len(pending)))
+        ck, ct = np.zeros((p * per, n_max), np.int64), np.zeros(p * per, np.int64)
+        ctry = np.zeros(p * per, np.int64)
+        kernels.propose(cfg.seed, ks[pending], tries[pending], n[pending], moves[pending],
+                        want[pending], cls[pending], _MAX_TRIES, cfg.fractions, cfg.max_abs,
+                        tab["split"][0], tab["split"][1], tab["ex_hash"], tab["ex_rows"],
+                        ck, ct, ctry)
+        ctry = ctry.reshape(p, per)
+        if (ctry[:, 0] < 0).any():
+            r = pending[np.flatnonzero(ctry[:, 0] < 0)[0]]
+            raise RuntimeError(
+                f"stream example {ks[r]}: no {'solvable' if want[r] else 'unsolvable'} state "
+                f"of class {components(cfg.mixture)[comp[r]][0].name!r} (n={n[r]}, {moves[r]} "
+                f"moves) in {_MAX_TRIES} tries; the class's target range is too narrow for "
+                "this label.")
+        valid = (ctry >= 0).reshape(-1)
+        cw = np.repeat(want[pending], per)
+        cv, cg = np.zeros(p * per, bool), np.zeros((p * per, rules.num_actions), bool)
+        cv[valid], cg[valid] = _labels(ck[valid], ct[valid], cw[valid], rules)
+        hit = (valid & (cv == cw)).reshape(p, per)
+        done = hit.any(1)
+        src = np.flatnonzero(done) * per + hit[done].argmax(1)
+        rows = pending[done]
+        keys[rows], target[rows], value[rows], good[rows] = ck[src], ct[src], cv[src], cg[src]
+        tries[pending] = ctry.max(1) + 1
+        pending = pending[~done]
+    legal = np.zeros((b, rules.num_actions), bool)
+    kernels.legal_masks(keys, cfg.fractions, cfg.max_abs, legal)
+    live = keys != 0
+    policy = good / np.maximum(good.sum(1, keepdims=True), 1)
+    return {"num": (keys >> solver.SHIFT).astype(np.int32),
+            "den": np.where(live, keys & solver.DEN_MASK, 1).astype(np.int32), "live": live,
+            "target_num": target.astype(np.int32), "target_den": np.ones(b, np.int32),
+            "moves": moves.astype(np.int32), "policy": policy.astype(np.float32),
+            "legal": legal, "value": value.astype(np.float32),
+            "n": live.sum(1).astype(np.int32)}
 
 
 def draw(cfg: StreamConfig, k: int) -> dict[str, np.ndarray]:
@@ -310,7 +276,7 @@ def as_mapping(cfg: StreamConfig) -> dict:
     return {"mixture": format_mixture(cfg.mixture), "n_max": cfg.n_max, "seed": cfg.seed,
             "split": cfg.split, "solvable_share": cfg.solvable_share,
             "excluded_problems": len(cfg.exclude), "fractions": cfg.fractions,
-            "max_abs": cfg.max_abs, "start_only": cfg.start_only}
+            "max_abs": cfg.max_abs, "start_only": cfg.start_only, "version": VERSION}
 
 
 # ----------------------------------------------------------------------------- exclusion records
@@ -336,9 +302,3 @@ def read_exclusion(workdir: str) -> frozenset | None:
         body = json.load(f)
     return frozenset((tuple(nums), t) for rows in body.values() for nums, t in rows)
 
-
-def leaked(plist: Sequence[problems.Problem], excluded: frozenset | None) -> int:
-    """How many of ``plist`` a run's training did not exclude (all of them when unknown)."""
-    if excluded is None:
-        return len(plist)
-    return sum(p.canonical not in excluded for p in plist)

@@ -21,17 +21,22 @@ from launch import host  # noqa: E402
 
 host.tune_malloc()  # keep XLA:CPU's freed buffers mapped between calls (launch/host.py)
 
-# JAX's persistent compilation cache in a folder of this test process (each pytest-xdist worker
-# its own; subprocesses that want one set it in their env), removed at exit: a resumed run,
-# --mode=eval on a finished run or a second run of the same tiny config re-creates its jitted
-# functions, and then loads their executables instead of compiling them again.
+# JAX's persistent compilation cache, one folder for the whole test session: the pytest process
+# (or pytest-xdist's controller, which imports this file before it starts the workers) creates it
+# and names it in the environment, so every worker and every subprocess a test starts
+# (train.main, search.eval, the notebook kernel) loads the executables that another process
+# already compiled for the same tiny configs. Removed at exit by the process that made it.
+if not os.environ.get("JAX_COMPILATION_CACHE_DIR"):
+    _jax_cache = tempfile.mkdtemp(prefix="zero24-test-jax-cache-")
+    os.environ["JAX_COMPILATION_CACHE_DIR"] = _jax_cache
+    os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.2")
+    atexit.register(shutil.rmtree, _jax_cache, ignore_errors=True)
+
 import jax  # noqa: E402
 
-if not jax.config.jax_compilation_cache_dir:  # unless JAX_COMPILATION_CACHE_DIR names one
-    _jax_cache = tempfile.mkdtemp(prefix="zero24-test-jax-cache-")
-    atexit.register(shutil.rmtree, _jax_cache, ignore_errors=True)
-    jax.config.update("jax_compilation_cache_dir", _jax_cache)
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.2)
+jax.config.update("jax_compilation_cache_dir", os.environ["JAX_COMPILATION_CACHE_DIR"])
+jax.config.update("jax_persistent_cache_min_compile_time_secs",
+                  float(os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"]))
 
 SHARED_BENCH = pathlib.Path(__file__).resolve().parents[1].parent / "shared" / "benchmarks"
 

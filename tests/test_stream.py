@@ -14,15 +14,96 @@ def _cfg(**kw):
     return stream.StreamConfig(mixture=kw.pop("mixture", MIX), n_max=kw.pop("n_max", 4), **kw)
 
 
-def test_example_k_is_a_pure_function_of_seed_and_k():
+def test_example_k_is_a_pure_function_of_seed_and_k(monkeypatch):
     cfg = _cfg(seed=3)
     a, b = stream.draw_range(cfg, 0, 40), stream.draw_range(cfg, 0, 40)
-    part = stream.draw_range(cfg, 25, 30)
     for f in stream.FIELDS:
         np.testing.assert_array_equal(a[f], b[f])
-        np.testing.assert_array_equal(a[f][25:30], part[f])
+    rng = np.random.default_rng(0)
+    for _ in range(4):  # any split points: the concatenation is the same rows
+        cuts = np.sort(rng.choice(np.arange(1, 40), 3, replace=False))
+        parts = [stream.draw_range(cfg, lo, hi)
+                 for lo, hi in zip([0, *cuts], [*cuts, 40], strict=True)]
+        for f in stream.FIELDS:
+            np.testing.assert_array_equal(np.concatenate([p[f] for p in parts]), a[f])
+    for k in (0, 17, 39):  # one example alone, and an empty range
+        one = stream.draw(cfg, k)
+        for f in stream.FIELDS:
+            np.testing.assert_array_equal(one[f], a[f][k])
+    assert len(stream.draw_range(cfg, 5, 5)["value"]) == 0
+    monkeypatch.setattr(stream, "_MAX_PER_ROUND", 1)  # one try per example and round
+    once = stream.draw_range(cfg, 0, 40)
+    for f in stream.FIELDS:
+        np.testing.assert_array_equal(once[f], a[f])
     other = stream.draw_range(cfg.replace(seed=4), 0, 40)
     assert not all(np.array_equal(a[f], other[f]) for f in ("num", "target_num"))
+    with pytest.raises(ValueError, match="start <= stop"):
+        stream.draw_range(cfg, 5, 4)
+
+
+def test_split_hash_kernel_equals_split_of():
+    """The compiled blake2b is bit-exact ``problems.split_of`` (the project's split contract)."""
+    import hashlib
+
+    from search import stream_kernels
+
+    rng = np.random.default_rng(1)
+    m, v = np.zeros(16, np.uint64), np.zeros(16, np.uint64)
+    for trial in range(3000):
+        n = int(rng.integers(1, 17))
+        big = trial % 2 == 0  # longest messages (16 numbers of 6 characters) and negatives
+        nums = np.sort(rng.integers(-32767, 32768, n) if big else rng.integers(1, 14, n))
+        t = int(rng.integers(-32767, 32768) if big else rng.integers(1, 1000))
+        text = f"{','.join(map(str, nums.tolist()))}|{t}".encode()
+        want = int.from_bytes(hashlib.blake2b(text, digest_size=8).digest(), "little") % 100
+        assert stream_kernels.split_bucket(nums.astype(np.int64), n, t, m, v) == want, text
+        if n >= 2 and not big:
+            bucket = problems.SPLIT_BUCKETS[problems.split_of(problems.Problem(nums, t))]
+            assert bucket[0] <= want < bucket[1]
+
+
+def test_stream_kernel_caches_are_keyed_by_the_labeller_kernels_too():
+    """numba stamps a cached function with its own file only; the stream kernels inline the
+    labeller's arithmetic, so an edit of labeller_kernels.py must invalidate their cache."""
+    import hashlib
+
+    from search import labeller_kernels, stream_kernels
+
+    cache_file = getattr(getattr(stream_kernels.propose, "_cache", None), "_cache_file", None)
+    if cache_file is None:
+        pytest.skip("numba's disk cache is off here")
+    with open(labeller_kernels.__file__, "rb") as f:
+        want = hashlib.sha256(f.read()).hexdigest()
+    assert cache_file._source_stamp[1] == want
+
+
+def test_walks_moves_and_target_sources():
+    # n2 only: a state of two numbers 1..13 reaches at most 169, so unsolvable targets above it
+    # come from the uniform source and those below it mostly from the donor's playout.
+    d = stream.draw_range(_cfg(mixture=stream.parse_mixture("n2:1")), 0, 800)
+    t, unsolvable = d["target_num"], d["value"] == 0
+    assert ((t >= 1) & (t <= 999)).all() and (d["target_den"] == 1).all()
+    low = (t[unsolvable] <= 169).mean()  # uniform alone would give 169/999 = 0.17
+    assert 0.3 < low < 0.8, low
+    # n5 only: moves uniform in 0..3, n - moves live numbers, values reached by legal moves
+    d = stream.draw_range(_cfg(mixture=stream.parse_mixture("n5:1"), n_max=5), 0, 800)
+    assert (d["n"] == 5 - d["moves"]).all()
+    counts = np.bincount(d["moves"], minlength=4)
+    assert len(counts) == 4 and (counts > 150).all(), counts
+    assert (d["den"][d["moves"] > 0] != 1).any()  # fractions appear along walks
+    assert (d["live"][:, 0]).all()  # the lower slot keeps each result: slot 0 never dies
+    start = d["moves"] == 0
+    for k in np.flatnonzero(start)[:100]:  # start states come from the requested split
+        nums = tuple(int(x) for x in d["num"][k])
+        assert problems.split_of(problems.Problem(nums, int(d["target_num"][k]))) == "train"
+
+
+def test_a_label_that_cannot_be_drawn_raises_a_clear_error(monkeypatch):
+    cls = problems.ProblemClass("t_unreachable_999", 2, (1, 13), (999, 999))
+    monkeypatch.setitem(problems._REGISTRY, cls.name, cls)
+    cfg = _cfg(mixture=((cls.name, 1.0),), solvable_share=1.0)
+    with pytest.raises(RuntimeError, match="no solvable state of class 't_unreachable_999'"):
+        stream.draw_range(cfg, 0, 4)
 
 
 def test_labels_are_exact_and_balanced_at_every_n():
@@ -47,6 +128,9 @@ def test_labels_are_exact_and_balanced_at_every_n():
         assert 0.35 < d["value"][m].mean() < 0.65, (n, d["value"][m].mean())
     solvable = d["value"] > 0
     np.testing.assert_allclose(d["policy"][solvable].sum(-1), 1.0, rtol=1e-6)
+    for row in d["policy"][solvable]:  # uniform over the moves that keep it solvable
+        np.testing.assert_allclose(row[row > 0], 1.0 / (row > 0).sum(), rtol=1e-6)
+    assert (d["policy"] > 0).sum() and ((d["policy"] > 0) <= d["legal"]).all()
     assert (d["policy"][~solvable] == 0).all()
     assert (~d["live"][:, :2]).any()  # dead slots appear where game.step leaves them
 
@@ -60,7 +144,6 @@ def test_start_only_gives_start_states_of_the_split():
         assert problems.split_of(problems.Problem(nums, int(d["target_num"][k]))) == "test"
 
 
-@pytest.mark.slow
 def test_exclusion_holds_on_100k_streamed_examples():
     # Exclude a third of all 4-number problems with small targets so that the walk keeps
     # running into them; without the exclusion the same stream does emit such states.
@@ -103,6 +186,8 @@ def test_bad_stream_configs_raise():
         _cfg(solvable_share=1.5)
     with pytest.raises(ValueError, match="split"):
         _cfg(split="dev")
+    with pytest.raises(ValueError, match="seed"):
+        _cfg(seed=-1)
     with pytest.raises(ValueError, match="use_all"):
         stream.parse_mixture("countdown6:1")
 

@@ -31,6 +31,19 @@ def test_cached_rows_equal_live_rows_and_the_key_sees_every_field(tmp_path):
     assert stream_cache.build(cfg, 20, str(tmp_path), log=lambda *_: None) == path  # kept
 
 
+def test_a_cache_of_another_stream_version_is_never_served(tmp_path, monkeypatch):
+    cfg = _cfg()
+    stream_cache.build(cfg, 16, str(tmp_path), log=lambda *_: None)
+    old_key = stream_cache.key(cfg)
+    monkeypatch.setattr(stream, "VERSION", stream.VERSION + 1)  # the generator changed
+    assert stream_cache.key(cfg) != old_key
+    assert stream_cache.lookup(cfg, str(tmp_path)) is None
+    drawn = []
+    monkeypatch.setattr(stream, "draw_range", lambda c, a, b: drawn.append((a, b)) or {})
+    stream_cache.draw_range(cfg, 0, 8, str(tmp_path))
+    assert drawn == [(0, 8)]  # drawn live, not read from the old file
+
+
 def test_loader_batches_are_identical_with_the_cache(tmp_path, monkeypatch):
     import jax
 

@@ -11,10 +11,10 @@ compute-bound instead of labeller-bound; it changes no batch.
 
 Exactness: example k of a stream is a function of its ``StreamConfig`` (mixture, seed, split,
 exclusion set, rules) and k alone (``search.stream``). A cache file is named by a SHA-256 of the
-whole ``StreamConfig``, exclusion keys included, so a run reads it only for the very stream it
-would draw; examples past the cached count are drawn live. ``tests/test_stream_cache.py`` checks
-that cached and live batches are identical. Files are written atomically (a partial cache is
-never visible).
+whole ``StreamConfig``, exclusion keys included, and of ``stream.VERSION`` (the generator), so a
+run reads it only for the very stream it would draw; examples past the cached count are drawn
+live. ``tests/test_stream_cache.py`` checks that cached and live batches are identical. Files
+are written atomically (a partial cache is never visible).
 """
 
 from __future__ import annotations
@@ -36,11 +36,18 @@ _CHUNK = 4096
 _served: set[str] = set()  # streams already announced as served from a cache (one log line each)
 
 
-@functools.lru_cache(maxsize=32)  # per batch on the loader's path: hash the exclusion set once
 def key(cfg: stream.StreamConfig) -> str:
-    """Content hash of everything that determines the stream's examples."""
+    """Content hash of everything that determines the stream's examples: the generator's version
+    (``stream.VERSION``: a file of another version of the stream is never served) and the whole
+    ``StreamConfig``."""
+    return _key(cfg, stream.VERSION)
+
+
+@functools.lru_cache(maxsize=32)  # per batch on the loader's path: hash the exclusion set once
+def _key(cfg: stream.StreamConfig, version: int) -> str:
     fields = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg)}
     fields["exclude"] = sorted(repr(k) for k in cfg.exclude)
+    fields["stream_version"] = version
     blob = json.dumps(fields, sort_keys=True, default=repr).encode()
     return hashlib.sha256(blob).hexdigest()[:24]
 
