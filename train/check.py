@@ -61,6 +61,13 @@ def preflight(mode: str, config, workdir: str) -> dict[str, Any]:
 def _plan(mode: str, cfg: dict, workdir: str, init_pending: bool = False) -> dict[str, Any]:
     from train import stream_data
 
+    if mode == "eval":  # the network and its data come from the run's own config.json
+        from train import run_model
+
+        args = run_model.search_eval_args(cfg)
+        _check_splits(args["splits"], args["csv_path"])
+        return {"mode": mode, "workdir": workdir, "search_eval": args,
+                "checkpoint": run_model.newest_step(workdir)}
     rules = data_lib.problem_class(cfg).rules
     tok_cfg = tokenizer.TokenizerConfig(n_max=rules.n_max, **cfg["tokenizer"])
     model_cfg = steps.model_config(cfg["model"], tok_cfg)
@@ -72,13 +79,6 @@ def _plan(mode: str, cfg: dict, workdir: str, init_pending: bool = False) -> dic
         "mode": mode, "workdir": workdir, "slots": rules.n_max,
         "model": {"params": flops.param_counts(model_cfg, tok_cfg=tok_cfg)["non_embedding"],
                   "seq_len": seq, "depth": model_cfg.depth, "d_model": model_cfg.d_model}}
-    if mode == "eval":
-        from train import run_model
-
-        plan["search_eval"] = run_model.search_eval_args(cfg)
-        plan["checkpoint"] = run_model.newest_step(workdir)
-        _check_splits(plan["search_eval"]["splits"], plan["search_eval"]["csv_path"])
-        return plan
     sets = stream_data.exclusion_sets(cfg)  # reads the csv, generates every named test split
     plan["excluded"] = {k: len(v) for k, v in sets.items()}
     keys = stream.exclusion_keys(sets.values())
