@@ -56,3 +56,28 @@ def tune_malloc() -> bool:
         return False
     _applied = mallopt(M_TRIM_THRESHOLD, _TRIM_BYTES) == 1
     return _applied
+
+
+DEFAULT_CACHE = os.path.join("~", ".cache", "zero24", "jax")
+
+
+def compile_cache(setting: str = "auto") -> str:
+    """Turns on JAX's persistent compilation cache; returns its folder ("" when off).
+
+    ``setting``: "auto" (``$JAX_COMPILATION_CACHE_DIR``, else ``~/.cache/zero24/jax``), a
+    folder, or "" (off). Why on by default: every run of the same model recompiles the same
+    train, eval and search programs (12-25 s of a small run's start); the cache serves them from
+    disk on the second start. Programs that compile in under 0.1 s are not worth a file.
+    """
+    import jax
+
+    if setting == "auto":
+        setting = os.environ.get("JAX_COMPILATION_CACHE_DIR") or DEFAULT_CACHE
+    if not setting:
+        return ""
+    path = os.path.expanduser(setting)
+    os.makedirs(path, exist_ok=True)
+    jax.config.update("jax_compilation_cache_dir", path)
+    if "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS" not in os.environ:
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.1)
+    return path

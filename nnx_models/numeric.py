@@ -17,7 +17,8 @@ with ``features`` (float32, all within [-1, 1]; ``LOG_SCALE = log(INT32_SAFE_MAX
   6  m == 0                          is zero
   7+ sin, cos(2 pi m / P), then sin, cos(2 pi d / P) for each P in ``PERIODS`` (4 per period):
      residues mod P, i.e. divisibility and last digits, which exact arithmetic depends on. The
-     residue ``m mod P`` is taken in int32 first, so the angle is exact for every legal value.
+     residue ``m mod P`` is taken in int32 first, so the angle is exact for every legal value;
+     the sines are read from a table of every residue (``_fourier_tables``).
 
 ``T_num`` / ``T_den`` are learned 128-row tables (row 127 = "127 or more"): exact small integers
 matter for the arithmetic (24 = 3 * 8, 1/3 vs 1/4) and smooth features alone blur them. Dead
@@ -54,6 +55,25 @@ NUM_SCALAR = 7
 NUM_FEATURES = NUM_SCALAR + 4 * len(PERIODS)  # 87
 LOG_SCALE = math.log(game.INT32_SAFE_MAX_ABS + 1)
 
+
+
+
+def _fourier_tables() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(row offset of each period, sin, cos) of every angle 2 pi r / P, r < P, as float32.
+
+    Why a table: the features are pure functions of (m mod P, P), and a table gather costs a
+    third of evaluating sin and cos (XLA:CPU computes them per element); the pair head of
+    ``pair_results`` evaluates them for every (pair, op) result, which was 80% of a small
+    model's train step (``benchmarks/bench_train.py``). The angle is formed in float32 exactly
+    as before (f32(2 pi) / P * r), its sine rounded once from float64."""
+    p = np.array(PERIODS, np.int64)
+    ang = np.concatenate([np.float32(2 * np.pi) / np.float32(q) * np.arange(q, dtype=np.float32)
+                          for q in p]).astype(np.float64)
+    offsets = np.concatenate([[0], np.cumsum(p)[:-1]]).astype(np.int32)
+    return offsets, np.sin(ang).astype(np.float32), np.cos(ang).astype(np.float32)
+
+
+_FOURIER_TABLES = _fourier_tables()
 
 TYPE_TARGET, TYPE_SLOT, TYPE_DEAD = range(3)  # rows of PackedEmbedding.types
 NUM_TYPES = 3
@@ -110,12 +130,11 @@ def features(sign, mag, den) -> jax.Array:
         (mag == 0).astype(jnp.float32),
     ]
     periods = jnp.asarray(np.array(PERIODS, np.int32))
+    offsets, sin_table, cos_table = (jnp.asarray(t) for t in _FOURIER_TABLES)
 
     def fourier(x):  # [..., 2 * len(PERIODS)]: residue first, so the angle is exact
-        ang = (2 * np.pi / periods.astype(jnp.float32)) * (x[..., None] % periods).astype(
-            jnp.float32
-        )
-        return [jnp.sin(ang), jnp.cos(ang)]
+        row = offsets + x[..., None] % periods  # one table row per (residue, period)
+        return [sin_table[row], cos_table[row]]
 
     out = jnp.concatenate(
         [jnp.stack(scalars, axis=-1), *fourier(mag), *fourier(den)], axis=-1

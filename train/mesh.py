@@ -82,6 +82,12 @@ def batch_sharding(mesh: Mesh) -> NamedSharding:
     return NamedSharding(mesh, PartitionSpec(BATCH_AXES))
 
 
+def stacked_batch_sharding(mesh: Mesh) -> NamedSharding:
+    """[K, B, ...] stacks of batches (several updates per dispatch): the step axis replicated,
+    the batch axis as in ``batch_sharding``."""
+    return NamedSharding(mesh, PartitionSpec(None, BATCH_AXES))
+
+
 def replicated(mesh: Mesh) -> NamedSharding:
     return NamedSharding(mesh, PartitionSpec())
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import importlib
 from collections.abc import Sequence
 
+from launch import host
 from scaling import workdir as workdir_lib
 from train.configs import common
 
@@ -26,6 +27,7 @@ def run(mode: str, config, workdir: str, runs: Sequence[str] = ()) -> object:
     from train import check
 
     common.validate(config)
+    host.compile_cache(config.get("compile_cache_dir", "auto"))
     if mode == "check":
         plan = check.preflight(config.mode, config, workdir)
         print(f"[train] check passed; the plan of --mode={config.mode}:\n"

@@ -65,6 +65,9 @@ class TrainProgram:
     init_fn: Callable[[], dict]  # the sharded init (one jitted call)
     train_step: Callable  # (state, batch) -> (state, metrics); the state is donated
     eval_step: Callable  # (params, batch) -> weighted sums (``steps.eval_step``)
+    # (state, metric sums, batches[K, B, ...]) -> (state, sums): K updates per dispatch
+    # (``steps.train_steps``, the supervised loop's hot path); state and sums are donated
+    train_steps: Callable
 
 
 @functools.lru_cache(maxsize=16)
@@ -78,7 +81,8 @@ def train_program(model_cfg: ModelConfig, tok_cfg: tokenizer.TokenizerConfig,
     loss_cfg = steps.loss_config(train_cfg)
     return TrainProgram(tx, graphdef, abs_state, shardings, init_fn,
                         steps.jit_train_step(graphdef, tx, loss_cfg, shardings, mesh),
-                        steps.jit_eval_step(graphdef, loss_cfg, shardings["params"], mesh))
+                        steps.jit_eval_step(graphdef, loss_cfg, shardings["params"], mesh),
+                        steps.jit_train_steps(graphdef, tx, loss_cfg, shardings, mesh))
 
 
 @functools.lru_cache(maxsize=32)

@@ -88,40 +88,52 @@ def tokenized(rows: Mapping[str, np.ndarray], tok_cfg: tokenizer.TokenizerConfig
     return out
 
 
-def _draw_rows(cfg: stream.StreamConfig, batch: int, lo: int, hi: int,
-               position: int) -> dict[str, np.ndarray]:
-    """Rows ``lo..hi-1`` of global batch ``position`` (top level: picklable for grain workers)."""
+def _draw_block(cfg: stream.StreamConfig, batch: int, block: int, lo: int, hi: int,
+                index: int) -> dict[str, np.ndarray]:
+    """Rows ``lo..hi-1`` of each of the ``block`` global batches of block ``index``, every field
+    [block, hi - lo, ...] (top level: picklable for grain workers). One contiguous draw when this
+    process reads whole batches, so the batched stream (or the cache) serves it in one call."""
     from train import stream_cache  # exact: serves the same rows when $ZERO24_STREAM_CACHE has them
 
-    base = position * batch
-    return stream_cache.draw_range(cfg, base + lo, base + hi)
+    base = index * block * batch
+    if lo == 0 and hi == batch:
+        rows = stream_cache.draw_range(cfg, base, base + block * batch)
+        return {k: v.reshape((block, batch) + v.shape[1:]) for k, v in rows.items()}
+    parts = [stream_cache.draw_range(cfg, base + b * batch + lo, base + b * batch + hi)
+             for b in range(block)]
+    return {k: np.stack([p[k] for p in parts]) for k in parts[0]}
 
 
 class StreamLoader:
-    """``batch(position)``: global batch ``position`` of the stream, sharded over the mesh.
+    """``batch(position)`` / ``batches(position, count)``: global batches of the stream, sharded
+    over the mesh (a stack [count, B, ...] for ``train.steps.train_steps``).
 
-    Positions are normally consumed in order; grain prefetches the next ones, in a thread
-    (``workers=0``) or in ``workers`` processes (``grain.MultiprocessingOptions``: labelling then
-    runs beside the train step on another core; tokenizing stays here, with jax). Asking for
-    another position rebuilds the pipeline there (a resume), which is exact because example k
-    depends on (seed, k) only. The batches are the same for any ``workers``.
+    The pipeline draws BLOCKS of ``block`` consecutive batches (the run's updates per dispatch
+    times its micro-batches): one draw and one tokenize per block instead of per batch. Blocks
+    are normally consumed in order; grain prefetches the next ones, in a thread (``workers=0``)
+    or in ``workers`` processes (``grain.MultiprocessingOptions``: labelling then runs beside
+    the train step on another core; tokenizing stays here, with jax). Asking for another block
+    rebuilds the pipeline there (a resume), which is exact because example k depends on (seed, k)
+    only: the batches are the same for any ``workers`` and any ``block``.
     """
 
     def __init__(self, cfg: stream.StreamConfig, global_batch: int, mesh,
-                 tok_cfg: tokenizer.TokenizerConfig, workers: int = 0, prefetch: int = 2):
+                 tok_cfg: tokenizer.TokenizerConfig, workers: int = 0, prefetch: int = 2,
+                 block: int = 1):
         mesh_lib.check_batch_size(global_batch, mesh)
         if workers < 0:
             raise ValueError(f"config.data.workers={workers} is out of range; allowed >= 0.")
         self.cfg, self.global_batch, self.tok_cfg = cfg, global_batch, tok_cfg
-        self.workers, self.prefetch = workers, prefetch
+        self.workers, self.prefetch, self.block = workers, prefetch, max(1, block)
         p, i = jax.process_count(), jax.process_index()
         self.lo, self.hi = global_batch * i // p, global_batch * (i + 1) // p
-        self.sharding = mesh_lib.batch_sharding(mesh)
-        self._iter, self._next = None, None
+        self.mesh = mesh
+        self._iter, self._next, self._buf = None, None, (None, None)
 
-    def _pipeline(self, position: int):
-        draw = functools.partial(_draw_rows, self.cfg, self.global_batch, self.lo, self.hi)
-        ds = grain.MapDataset.range(position, 2**62).map(draw)
+    def _pipeline(self, index: int):
+        draw = functools.partial(_draw_block, self.cfg, self.global_batch, self.block, self.lo,
+                                 self.hi)
+        ds = grain.MapDataset.range(index, 2**62 // self.block).map(draw)
         if self.workers:
             opts = grain.MultiprocessingOptions(num_workers=self.workers,
                                                 per_worker_buffer_size=self.prefetch)
@@ -130,15 +142,42 @@ class StreamLoader:
                                  prefetch_buffer_size=max(self.prefetch, 1))
         return iter(ds.to_iter_dataset(opts))
 
-    def batch(self, position: int) -> dict[str, jax.Array]:
-        if self._iter is None or position != self._next:
+    def _block(self, index: int) -> dict[str, np.ndarray]:
+        """Block ``index`` tokenized, every field [block, local batch, ...] (host)."""
+        if self._buf[0] == index:
+            return self._buf[1]
+        if self._iter is None or index != self._next:
             self.close()
-            self._iter = self._pipeline(position)
-        local = tokenized(next(self._iter), self.tok_cfg)
-        local.pop("n")
-        local["weight"] = np.ones((self.hi - self.lo,), np.float32)
-        self._next = position + 1
-        return data_lib.to_global(local, self.global_batch, self.sharding)
+            self._iter = self._pipeline(index)
+        rows = next(self._iter)
+        self._next = index + 1
+        flat = tokenized({k: v.reshape((-1,) + v.shape[2:]) for k, v in rows.items()},
+                         self.tok_cfg)
+        flat.pop("n")
+        flat["weight"] = np.ones((len(flat["value"]),), np.float32)
+        out = {k: v.reshape((self.block, -1) + v.shape[1:]) for k, v in flat.items()}
+        self._buf = (index, out)
+        return out
+
+    def _rows(self, position: int, count: int) -> dict[str, np.ndarray]:
+        """This process's rows of batches ``position .. position+count-1``: [count, b, ...]."""
+        pieces, q, end = [], position, position + count
+        while q < end:
+            index, off = divmod(q, self.block)
+            take = min(self.block - off, end - q)
+            pieces.append({k: v[off:off + take] for k, v in self._block(index).items()})
+            q += take
+        if len(pieces) == 1:
+            return pieces[0]
+        return {k: np.concatenate([p[k] for p in pieces]) for k in pieces[0]}
+
+    def batch(self, position: int) -> dict[str, jax.Array]:
+        local = {k: v[0] for k, v in self._rows(position, 1).items()}
+        return data_lib.to_global(local, self.global_batch, mesh_lib.batch_sharding(self.mesh))
+
+    def batches(self, position: int, count: int) -> dict[str, jax.Array]:
+        return data_lib.to_global(self._rows(position, count), self.global_batch,
+                                  mesh_lib.stacked_batch_sharding(self.mesh), lead=(count,))
 
     def close(self) -> None:
         """Stops prefetching (worker processes exit)."""

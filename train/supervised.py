@@ -28,9 +28,9 @@ from scaling import flops
 from search import stream
 from train import checkpoint as ckpt_lib
 from train import data as data_lib
+from train import fast_loop, optim, run_record, steps
 from train import mesh as mesh_lib
 from train import metrics as metrics_lib
-from train import optim, run_record, steps
 from train import probe as probe_lib
 from train import setup as setup_lib
 from train.configs import common
@@ -101,13 +101,22 @@ def load_inputs(s: setup_lib.RunSetup, workdir: str) -> Inputs:
     sets, mk = stream_data.run_streams(cfg, s.rules)
     train_cfg = mk("train")
     loader = stream_data.StreamLoader(train_cfg, tcfg["batch_size"], s.mesh, s.tok_cfg,
-                                      workers=d["workers"])
+                                      workers=d["workers"],
+                                      block=steps_per_call(s) * tcfg["grad_accum_steps"])
     eval_arrays = stream_data.held_out(mk("eval"), d["eval_examples"], s.tok_cfg)
     probes = {"walk": eval_arrays,
               "start": stream_data.held_out(mk("probe"), d["probe_examples"], s.tok_cfg)}
     extra = {"stream": stream.as_mapping(train_cfg),
              "exclusion": {k: len(v) for k, v in sets.items()}, "_exclusion_sets": sets}
     return Inputs(loader, eval_arrays, probes, extra)
+
+
+def steps_per_call(s: setup_lib.RunSetup) -> int:
+    """K, the updates per dispatch of this run (``train.fast_loop``)."""
+    t = s.cfg["train"]
+    per_update = flops.train_flops_per_token(s.model_cfg, s.seq_len) * s.seq_len * \
+        t["batch_size"] * t["grad_accum_steps"]
+    return fast_loop.steps_per_call(s.cfg, per_update)
 
 
 def run_probes(apply, params, probes: dict) -> dict[str, float]:
@@ -165,6 +174,11 @@ class Progress:
     timer: metrics_lib.PhaseTimer
     writer: metrics_lib.MetricWriter
     final: dict
+    feeder: fast_loop.Feeder | None = None
+    k: int = 1  # updates per dispatch (``train.fast_loop``)
+    programs: dict = dataclasses.field(default_factory=dict)  # micro-steps per call -> compiled
+    zeros: Any = None  # ShapeDtypeStructs of the metric sums
+    started: bool = False  # this start has logged its start-up phases
     acc: Any = None
     n_acc: int = 0
     t_log: float = 0.0
@@ -221,40 +235,59 @@ def restore_or_init(s: setup_lib.RunSetup, workdir: str, t_start: float,
     prior = meta or {"wall_time_s": 0.0, "metrics": {}}
     writer = metrics_lib.MetricWriter(workdir, s.cfg["train"]["steps"], initial_step=update)
     return Progress(s, workdir, state, update, prior, t_start, timer, writer,
-                    dict(prior.get("metrics", {})), t_log=time.perf_counter(), u_log=update)
+                    dict(prior.get("metrics", {})), feeder=fast_loop.Feeder(s.data.loader),
+                    k=steps_per_call(s), t_log=time.perf_counter(), u_log=update)
 
 
-def compile_step(p: Progress):
-    """The train step compiled for this run's batches (None when training is already done);
-    process 0 prints its memory per device once per start."""
-    s, accum = p.s, p.s.cfg["train"]["grad_accum_steps"]
-    if p.update >= s.cfg["train"]["steps"]:
-        return None
+def chunk(p: Progress, update: int) -> int:
+    """Updates in the call that starts at ``update`` (``fast_loop.chunk``)."""
+    return fast_loop.chunk(update, p.k, p.s.cfg, p.s.ckpt.every)
+
+
+def compile_steps(p: Progress) -> None:
+    """Compiles the run's train programs before the first update: K updates per call and one
+    (``train.fast_loop``), for stacks shaped like the first one, which the feeder keeps for
+    the first call. Process 0 prints the memory per device once per start."""
+    s, accum, total = p.s, p.s.cfg["train"]["grad_accum_steps"], p.s.cfg["train"]["steps"]
+    if p.update >= total:
+        return
+    with p.timer("data"):
+        p.feeder.prefetch(p.update * accum, chunk(p, p.update) * accum)
+    first = p.feeder._ahead[1]
+    one = {k: jax.ShapeDtypeStruct(v.shape[1:], v.dtype) for k, v in first.items()}
+    p.zeros = jax.eval_shape(s.program.train_step, s.abs_state, one)[1]
+    sizes = {accum} | ({p.k * accum} if p.k > 1 and total - p.update >= p.k else set())
     with p.timer("compile"):
-        compiled = s.program.train_step.lower(p.state, s.data.loader.batch(
-            p.update * accum)).compile()
+        for n in sorted(sizes):
+            p.programs[n] = s.program.train_steps.lower(
+                s.abs_state, p.zeros, fast_loop.abstract_stack(first, n)).compile()
     if jax.process_index() == 0:
-        mem = compiled.memory_analysis()
+        mem = p.programs[max(sizes)].memory_analysis()
         logging.info("compiled train step memory: %s", mem)
-        print(f"[train] compiled train step memory stats: {mem}", flush=True)
-    return compiled
+        print(f"[train] compiled train step memory stats ({max(sizes) // accum} updates per "
+              f"call): {mem}", flush=True)
 
 
-def train_phase(p: Progress, compiled) -> None:
-    """One optimizer update: ``grad_accum_steps`` micro-batches (profiled when configured)."""
+def train_phase(p: Progress) -> None:
+    """One call: ``chunk`` updates of ``grad_accum_steps`` micro-batches each (profiled when
+    configured); the next call's stack is transferred while this one runs."""
     cfg, accum = p.s.cfg, p.s.cfg["train"]["grad_accum_steps"]
     if cfg["profile_steps"] > 0 and p.update == cfg["profile_start"] and p.writer.enabled:
         jax.profiler.start_trace(os.path.join(p.workdir, "tb"))  # TB profile tab
         p.profiling = True
-    for micro in range(p.update * accum, (p.update + 1) * accum):
-        with p.timer("data"):
-            batch = p.s.data.loader.batch(micro)
-        with p.timer("train"):
-            p.state, m = compiled(p.state, batch)
-        p.acc = m if p.acc is None else jax.tree.map(lambda a, b: a + b, p.acc, m)
-        p.n_acc += 1
-    p.update += 1
+    n = chunk(p, p.update)
+    with p.timer("data"):
+        batches = p.feeder.take(p.update * accum, n * accum)
+    with p.timer("train"):
+        if p.acc is None:
+            p.acc = jax.tree.map(lambda z: jax.numpy.zeros(z.shape, z.dtype), p.zeros)
+        p.state, p.acc = p.programs[n * accum](p.state, p.acc, batches)
+    p.n_acc += n * accum
+    p.update += n
     p.writer.advance(p.update)
+    if p.update < cfg["train"]["steps"]:
+        with p.timer("data"):
+            p.feeder.prefetch(p.update * accum, chunk(p, p.update) * accum)
     if p.profiling and p.update >= cfg["profile_start"] + cfg["profile_steps"]:
         jax.block_until_ready(p.state)
         jax.profiler.stop_trace()
@@ -276,7 +309,12 @@ def maybe_eval_and_save(p: Progress, guard: ckpt_lib.PreemptionGuard) -> str | N
         with p.timer("log"):
             host = {f"train/{k}": float(v) / p.n_acc for k, v in jax.device_get(p.acc).items()}
             setup_lib.finite_or_raise(host, p.update, ckpt)
-            host.update(p.perf(p.timer.pop()))
+            phases = p.timer.pop()
+            if not p.started:  # this start's first log line: its start-up, once
+                p.started = True
+                phases["time/startup_s"] = time.time() - p.t_start
+                print_startup(phases, p.update, p.k)
+            host.update(p.perf(phases))
             p.writer.write(p.update, host)
             p.final.update(host)
             p.acc, p.n_acc, p.t_log, p.u_log = None, 0, time.perf_counter(), p.update
@@ -292,17 +330,27 @@ def maybe_eval_and_save(p: Progress, guard: ckpt_lib.PreemptionGuard) -> str | N
     return "time_limit" if out_of_time else None
 
 
+def print_startup(phases: dict[str, float], update: int, k: int) -> None:
+    """One line with where this start's time went before its first logged update."""
+    if jax.process_index() != 0:
+        return
+    parts = ", ".join(f"{name[5:-2]} {v:.1f} s" for name, v in phases.items()
+                      if name != "time/startup_s" and v >= 0.05)
+    print(f"[train] start-up {phases['time/startup_s']:.1f} s to update {update} ({parts}); "
+          f"{k} updates per call", flush=True)
+
+
 def _train(config, workdir: str, guard: ckpt_lib.PreemptionGuard) -> dict[str, float]:
     t_start, timer = time.time(), metrics_lib.PhaseTimer()
     s = prepare(config, workdir, timer)
     p = restore_or_init(s, workdir, t_start, timer)
     status = "completed"
     try:
-        compiled = compile_step(p)
+        compile_steps(p)
         if p.update == 0 and s.data.eval_arrays["tokens"].shape[0]:  # the untrained baseline
             p.writer.write(0, p.evaluate())
         while p.update < s.cfg["train"]["steps"]:
-            train_phase(p, compiled)
+            train_phase(p)
             if (stop := maybe_eval_and_save(p, guard)) is not None:
                 status = stop
                 break

@@ -24,7 +24,10 @@ sections must match a workdir's ``config.json`` for a resume):
   optional overrides of ``ModelConfig.from_depth``; zeros keep the depth rule's values.
 - ``train``: optimizer (see ``train/optim.py``), batch, loss weights, logging cadence;
   ``eval_every`` (None: only at update 0 and the end), ``time_limit_s`` (None: no limit),
-  ``peak_flops_per_device`` (None: from the device kind, ``train/metrics.py``).
+  ``peak_flops_per_device`` (None: from the device kind, ``train/metrics.py``),
+  ``steps_per_call`` (updates per jitted call, 0: from the model's FLOPs; ``train/fast_loop.py``).
+- ``compile_cache_dir``: JAX's persistent compilation cache ("auto": ``$JAX_COMPILATION_CACHE_DIR``
+  or ``~/.cache/zero24/jax``; "": off).
 - ``checkpoint``: every K optimizer updates (None: only at the end and on preemption), keep last
   N, async.
 - ``mesh``: ``data``, ``fsdp``, ``tensor`` sizes, one may be -1 (see ``train/mesh.py``).
@@ -129,6 +132,9 @@ def base_config() -> ml_collections.ConfigDict:
     # jax.profiler trace of `profile_steps` steps starting at step `profile_start` (after compile).
     c.profile_steps = 0
     c.profile_start = 3
+    # JAX's persistent compilation cache: "auto" = $JAX_COMPILATION_CACHE_DIR or
+    # ~/.cache/zero24/jax; "" = off (launch.host.compile_cache).
+    c.compile_cache_dir = "auto"
 
     c.data = ml_collections.ConfigDict(dict(
         data_dir="", name="", problem_class="g24", n_max=0, num_problems=200,
@@ -148,7 +154,7 @@ def base_config() -> ml_collections.ConfigDict:
         min_lr_ratio=0.1, weight_decay=0.01, b1=0.9, b2=0.95, eps=1e-8, grad_clip_norm=1.0,
         policy_weight=1.0, value_weight=1.0, value_loss="bce", log_every=10,
         eval_every=optional(50, int), peak_flops_per_device=optional(None, float),
-        time_limit_s=optional(None, float)))
+        time_limit_s=optional(None, float), steps_per_call=0))
     c.checkpoint = ml_collections.ConfigDict(dict(every=optional(100, int), keep=3,
                                                   async_save=True))
     c.mesh = ml_collections.ConfigDict(dict(data=-1, fsdp=1, tensor=1))
@@ -315,6 +321,10 @@ def check_values(config: Mapping[str, Any]) -> None:
     for section, field in (k for k in CADENCES if has(*k)):
         if (v := c[section][field]) is not None and (not _is_int(v) or v < 1):
             _fail(section, field, v, "an integer >= 1, or None for never")
+    if has("train", "steps_per_call") and (
+            not _is_int(v := c["train"]["steps_per_call"]) or not 0 <= v <= 4096):
+        _fail("train", "steps_per_call", v, "an integer in 0..4096 (0 = from the model's "
+              "FLOPs per update)")
     if has("grpo", "group") and c["grpo"]["group"] < 2:
         _fail("grpo", "group", c["grpo"]["group"],
               ">= 2 (the advantage is relative to the group mean)")
