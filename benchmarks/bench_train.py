@@ -16,6 +16,8 @@ tokenized examples of the run's own stream (a pool of ``--pool`` batches served 
 - **K per call**: the run's ``train_steps`` program over [K, B] stacks from ``Loader.batches``,
   the next stack transferred while the call runs (``fast_loop.Feeder``), metrics pulled every
   ``log_every``; K as a run picks it (``train.steps_per_call=0``);
+- **program**: the K-update program called on one fixed stack, no loader, no metric pulls:
+  the rate of the compiled step itself, which no loop around it can beat;
 - **live stream**: K per call with the batches drawn by the batched stream in the loop
   (``StreamLoader``, one prefetch thread), for the sweep models: where the stream, not the step,
   sets the rate.
@@ -91,8 +93,10 @@ def one_per_call(s, loader, log_every: int):
     return run
 
 
-def k_per_call(s, loader, log_every: int, k: int):
-    """The fast loop's hot path (``train.supervised.train_phase`` without the bookkeeping)."""
+def k_per_call(s, loader, log_every: int, k: int, device_only: bool = False):
+    """The fast loop's hot path (``train.supervised.train_phase`` without the bookkeeping);
+    ``device_only``: the same calls on one fixed stack, no loader and no metric pulls (the rate
+    of the compiled program alone: the ceiling of any loop around it)."""
     from train import fast_loop
 
     feeder = fast_loop.Feeder(loader)
@@ -106,6 +110,9 @@ def k_per_call(s, loader, log_every: int, k: int):
     def run(state, start, n):
         acc = fresh()
         for u in range(start, start + n, k):
+            if device_only:
+                state, acc = prog(state, acc, first)
+                continue
             state, acc = prog(state, acc, feeder.take(u, k))
             feeder.prefetch(u + k, k)
             if (u + k) % log_every == 0:
@@ -142,14 +149,16 @@ def row(name: str, config: dict, updates: int, repeats: int, pool: int, gemm: fl
     state = s.program.init_fn()
     flops = update_flops(s, state, loader.batch(0))
     old, new = one_per_call(s, loader, t["log_every"]), k_per_call(s, loader, t["log_every"], k)
-    rates = {"old": [], "new": []}
+    dev = k_per_call(s, loader, t["log_every"], k, device_only=True)
+    rates = {"old": [], "new": [], "device": []}
     for _ in range(repeats):  # alternate the sides: both see the same load
-        for side, run in (("old", old), ("new", new)):
+        for side, run in (("old", old), ("new", new), ("device", dev)):
             r, state = rate(run, state, updates, 1)
             rates[side].append(r)
     out = {"model": name, "params": int(sum(x.size for x in jax.tree.leaves(state["params"]))),
            "batch": t["batch_size"], "steps_per_call": k, "log_every": t["log_every"],
            "old_updates_per_s": max(rates["old"]), "new_updates_per_s": max(rates["new"]),
+           "device_updates_per_s": max(rates["device"]),
            "update_flops": flops, "flop_bound_updates_per_s": gemm / max(flops, 1.0)}
     mc = s.model_cfg
     shape = (t["batch_size"] * s.seq_len, mc.d_model, mc.mlp_dim)
@@ -189,17 +198,19 @@ def main(argv=None) -> dict:
     print(f"\ntrain updates/s on {dev.platform} ({dev.device_kind}, {jax.device_count()} "
           f"device(s)); GEMM {gemm / 1e9:.1f} GFLOP/s (fp32 1024^2 matmul, measured here)")
     print(f"{'model':<14}{'params':>9}{'batch':>6}{'K':>4}{'1/call':>9}{'K/call':>9}"
-          f"{'ratio':>7}{'stream':>9}{'MFLOP/upd':>11}{'bound':>9}{'bound/K':>8}"
+          f"{'ratio':>7}{'program':>9}{'stream':>9}{'MFLOP/upd':>11}{'bound':>9}{'bound/K':>8}"
           f"{'shape':>8}{'shape/K':>8}")
     for r in rows:
         live = f"{r['stream_updates_per_s']:>9.0f}" if "stream_updates_per_s" in r else \
             f"{'-':>9}"
         print(f"{r['model']:<14}{r['params']:>9}{r['batch']:>6}{r['steps_per_call']:>4}"
               f"{r['old_updates_per_s']:>9.0f}{r['new_updates_per_s']:>9.0f}"
-              f"{r['new_over_old']:>6.1f}x{live}{r['update_flops'] / 1e6:>11.2f}"
+              f"{r['new_over_old']:>6.1f}x{r['device_updates_per_s']:>9.0f}{live}"
+              f"{r['update_flops'] / 1e6:>11.2f}"
               f"{r['flop_bound_updates_per_s']:>9.0f}{r['bound_over_new']:>7.2f}x"
               f"{r['shape_bound_updates_per_s']:>8.0f}{r['shape_bound_over_new']:>7.2f}x")
-    print("1/call, K/call, stream: updates/s; bound: GEMM rate / XLA's FLOPs per update; "
+    print("1/call, K/call, program (the compiled K-update program alone on one stack), "
+          "stream: updates/s; bound: GEMM rate / XLA's FLOPs per update; "
           "bound/K: how far the K-per-call loop is from it (1.0 = at the bound); shape: the same "
           "with the GEMM rate of the step's own largest matmul, [B*L, d] @ [d, mlp].")
     result = {"device": f"{dev.platform}:{dev.device_kind}", "gemm_flop_s": gemm,

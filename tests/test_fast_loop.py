@@ -29,7 +29,7 @@ def tiny_data(tmp_path_factory):
 
 
 def _cfg(**train):
-    base = {"steps": 47, "log_every": 10, "eval_every": 15, "steps_per_call": 0}
+    base = {"steps": 947, "log_every": 10, "eval_every": 15, "steps_per_call": 0}
     return {"train": {**base, **train}, "profile_steps": 2, "profile_start": 23}
 
 
@@ -37,16 +37,18 @@ def test_plan_covers_every_update_and_stops_at_every_boundary():
     cfg = _cfg()
     k = fast_loop.steps_per_call(cfg, flops_per_update=1e3)  # tiny model: as large as allowed
     assert k == 10  # the largest divisor of log_every=10 at most MAX_STEPS_PER_CALL
-    must_stop = {1, 47, 23, 25} | set(range(10, 48, 10)) | {15, 30, 45} | {20, 40}
+    must_stop = {1, 947, 23, 25} | set(range(10, 948, 10)) | set(range(15, 948, 15)) | \
+        set(range(20, 948, 20))
     update, calls = 0, []
-    while update < 47:
+    while update < 947:
         n = fast_loop.chunk(update, k, cfg, checkpoint_every=20)
         calls.append(n)
         assert not any(update < b < update + n for b in must_stop), (update, n)
         update += n
-    assert update == 47 and set(calls) == {1, 10}
+    assert update == 947 and set(calls) == {1, 10}
     assert fast_loop.steps_per_call(_cfg(steps_per_call=4), 1e3) == 2  # divisor of 10, <= 4
     assert fast_loop.steps_per_call(_cfg(), 1e12) == 1  # a big model: one update per call
+    assert fast_loop.steps_per_call(_cfg(steps=200), 1e3) == 1  # a short run: no second program
     assert fast_loop.auto_steps_per_call(2e8) == 8
 
 

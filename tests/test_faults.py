@@ -60,10 +60,8 @@ def _cli(c, workdir: str) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def env(tmp_path_factory):
-    cache = str(tmp_path_factory.mktemp("jax_cache"))
-    return {**os.environ, "PYTHONPATH": REPO, "JAX_COMPILATION_CACHE_DIR": cache,
-            "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0"}
+def env():
+    return {**os.environ, "PYTHONPATH": REPO}  # the session's compilation cache (conftest.py)
 
 
 @pytest.fixture(scope="module")

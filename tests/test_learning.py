@@ -75,8 +75,7 @@ def _launch(work: str, log: str, env: dict) -> subprocess.Popen:
 
 @pytest.mark.slow
 def test_stream_run_sigkilled_and_resumed_equals_uninterrupted(tmp_path):
-    env = {**os.environ, "PYTHONPATH": REPO, "JAX_COMPILATION_CACHE_DIR": str(tmp_path / "cache"),
-           "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0"}
+    env = {**os.environ, "PYTHONPATH": REPO}  # the session's compilation cache (conftest.py)
     ref, work = str(tmp_path / "ref"), str(tmp_path / "run")
     assert _launch(ref, str(tmp_path / "log0"), env).wait(timeout=400) == 0
     ckdir = os.path.join(work, "checkpoints")

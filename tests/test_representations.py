@@ -706,9 +706,10 @@ def test_pair_results_sees_the_results():
     model = PolicyValueNet(_tiny(tok, pair_results=True, value_pool="children", init_std=0.2), tok)
     state = game.new_state([[3, 8, 5, 7], [3, 8, 4, 20]], [24, 24], rules)
     tokens = T.encode(state, tok)
-    h = model.backbone.hidden(tokens[:1], tok)
+    h = jax.jit(lambda m, t: m.backbone.hidden(t, tok))(model, tokens[:1])
     slots, summary = h[:, T.slot_positions(tok)], h[:, -1]
-    run = lambda v: model.policy_head.with_results(slots, summary, v)
+    head = jax.jit(lambda m, v: m.policy_head.with_results(slots, summary, v))  # one compile
+    run = lambda v: head(model, v)
     values = heads.state_values(tokens, tok)
     a, b = (run(tuple(x[k : k + 1] for x in values)) for k in (0, 1))
     assert np.abs(np.asarray(a[0]) - np.asarray(b[0])).max() > 1e-3  # logits
@@ -736,10 +737,15 @@ def test_children_value():
     one_left = game.step(state, jnp.array([game.encode_action(0, 1, 1, 4)] * 2), rules)
     one_left = game.step(one_left, jnp.array([game.encode_action(0, 2, 0, 4), 0]), rules)
     tokens = jnp.concatenate([T.encode(state, tok), T.encode(one_left, tok)])
-    h = model.backbone.hidden(tokens, tok)
-    _, child, legal = model.policy_head.with_results(
-        h[:, T.slot_positions(tok)], h[:, -1], heads.state_values(tokens, tok)
-    )
+
+    @jax.jit  # one compile instead of op-by-op dispatch of the whole head
+    def parts(m):
+        h = m.backbone.hidden(tokens, tok)
+        return m.policy_head.with_results(
+            h[:, T.slot_positions(tok)], h[:, -1], heads.state_values(tokens, tok)
+        )
+
+    _, child, legal = parts(model)
     full = game.State(
         **{
             k: jnp.concatenate([getattr(state, k), getattr(one_left, k)])
@@ -760,7 +766,7 @@ def test_children_value():
         logits, v = m(tokens)
         return (v**2).sum() + logits.sum()
 
-    grads = nnx.grad(loss)(model)
+    grads = nnx.jit(nnx.grad(loss))(model)
     assert all(np.isfinite(np.asarray(g)).all() for g in jax.tree.leaves(grads))
 
 

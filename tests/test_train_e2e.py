@@ -194,8 +194,7 @@ def _wait_for(predicate, proc: subprocess.Popen, timeout: float = 240.0) -> None
 @pytest.mark.slow
 def test_sigkill_and_sigterm_resume_match_uninterrupted(tmp_path, data_dir, reference):
     c = tiny_config(data_dir, **RUN)
-    env = {**os.environ, "PYTHONPATH": REPO, "JAX_COMPILATION_CACHE_DIR": str(tmp_path / "cache"),
-           "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0"}
+    env = {**os.environ, "PYTHONPATH": REPO}  # the session's compilation cache (conftest.py)
     work, ckdir = str(tmp_path / "run"), str(tmp_path / "run" / "checkpoints")
     committed = lambda: [int(d) for d in os.listdir(ckdir) if d.isdigit()] \
         if os.path.isdir(ckdir) else []

@@ -36,6 +36,9 @@ import jax
 # Work per dispatch that amortises a call's host overhead (~0.1-1 ms) on a CPU or one GPU.
 AUTO_FLOPS_PER_CALL = 2e9
 MAX_STEPS_PER_CALL = 64
+# A run shorter than this keeps one update per call under the automatic choice: compiling the
+# K-program (seconds) costs more than it saves over a few hundred small updates.
+AUTO_MIN_STEPS = 500
 
 
 def auto_steps_per_call(flops_per_update: float) -> int:
@@ -47,10 +50,13 @@ def auto_steps_per_call(flops_per_update: float) -> int:
 
 def steps_per_call(cfg: Mapping[str, Any], flops_per_update: float) -> int:
     """The run's K: the largest divisor of ``train.log_every`` that is at most
-    ``train.steps_per_call`` (0: ``auto_steps_per_call``). Why a divisor: a call never crosses
+    ``train.steps_per_call`` (0: ``auto_steps_per_call``, or 1 for a run of fewer than
+    ``AUTO_MIN_STEPS`` updates). Why a divisor: a call never crosses
     a log line, so with K dividing the cadence every interval is whole calls of K."""
     t = cfg["train"]
-    k = t.get("steps_per_call", 0) or auto_steps_per_call(flops_per_update)
+    k = t.get("steps_per_call", 0)
+    if not k:
+        k = auto_steps_per_call(flops_per_update) if t["steps"] >= AUTO_MIN_STEPS else 1
     return max(d for d in range(1, min(k, t["log_every"]) + 1) if t["log_every"] % d == 0)
 
 

@@ -5,9 +5,10 @@ r"""An exact on-disk cache of a labelled stream's first examples (like JAX's com
     ZERO24_STREAM_CACHE=runs/stream_cache python -m train.main --config=... --workdir=...
 
 Why: the runs of a scaling sweep all read the same training stream from example 0 (at equal D two
-runs saw the same examples), and labelling costs ~2.5k examples/s per core, more than a small
-model's train step. Drawing the stream once and reading it back makes the small runs
-compute-bound instead of labeller-bound; it changes no batch.
+runs saw the same examples), and drawing it (~28k examples/s per core for the flagship mixture,
+docs/data.md) takes a core away from a small model's train step. Drawing the stream once and
+reading it back makes the small runs compute-bound instead of labeller-bound; it changes no
+batch.
 
 Exactness: example k of a stream is a function of its ``StreamConfig`` (mixture, seed, split,
 exclusion set, rules) and k alone (``search.stream``). A cache file is named by a SHA-256 of the
