@@ -81,3 +81,12 @@ def compile_cache(setting: str = "auto") -> str:
     if "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS" not in os.environ:
         jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.1)
     return path
+
+
+def quiet_backend_probe() -> None:
+    """Silences jax's "Unable to initialize backend 'tpu'" line: absl entry points show INFO, and
+    jax probes for a TPU (and logs the miss) on every CPU or GPU machine. Real failures of the
+    backend a run uses still raise."""
+    import logging
+
+    logging.getLogger("jax._src.xla_bridge").setLevel(logging.WARNING)

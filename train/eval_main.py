@@ -101,6 +101,9 @@ def cli() -> None:
     _define_flags()
 
     def guarded(argv):
+        from launch import host
+
+        host.quiet_backend_probe()
         try:
             main(argv)
         except (ValueError, FileNotFoundError) as e:

@@ -165,10 +165,10 @@ def main(config, workdir: str) -> dict[str, Any]:
             m["selfplay/solve_rate"] = float(np.asarray(ro.solved).mean())
             loop.maybe_eval_and_save(run, it + 1, it + 1 == g["iterations"], m)
             phases = loop.end_iteration(run, it + 1, m)
-            loop.log_table(f"[grpo] iteration {it + 1}/{g['iterations']}: rollout solve "
-                           f"{m['selfplay/solve_rate']:.3f}, loss {m['train/loss']:.4f}",
-                           [(k.split("/")[1][:-2], f"{v:.2f}") for k, v in phases.items()],
-                           ("phase", "seconds"))
+            loop.log_iteration(f"[grpo] iteration {it + 1}/{g['iterations']}: rollout solve "
+                               f"{m['selfplay/solve_rate']:.3f}, loss {m['train/loss']:.4f}",
+                               {k.split("/")[1][:-2]: v for k, v in phases.items()},
+                               it == run.it0)
     finally:
         run.writer.close()
     run.meta["wall_time_s"] = time.time() - t_start

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from collections.abc import Mapping
 from typing import Any
 
 from scaling import flops
@@ -87,6 +88,18 @@ class Evaluator:
 def eval_metrics(entries: list[dict]) -> dict[str, float]:
     return {f"eval/{e['split']}/{e['method']}/sims{e['simulations']}": e["solve_rate"]
             for e in entries}
+
+
+def log_iteration(title: str, phases: Mapping[str, float], first: bool) -> str:
+    """The console line of one iteration: its phase seconds; the first iteration of a start
+    prints them as a table with shares (where the time goes), the later ones on one line."""
+    if first:
+        total = max(sum(phases.values()), 1e-9)
+        return log_table(title, [(p, f"{v:.2f}", f"{100 * v / total:.0f}%")
+                                 for p, v in phases.items()], ("phase", "seconds", "share"))
+    text = f"{title} ({', '.join(f'{p} {v:.1f} s' for p, v in phases.items())})"
+    print(text, flush=True)
+    return text
 
 
 def log_table(title: str, rows: list[tuple], header: tuple) -> str:

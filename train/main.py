@@ -43,6 +43,7 @@ def main(argv: list[str]) -> None:
     if mode not in MODES + ("check",):
         raise app.UsageError(f"config.mode={mode!r} is unknown; allowed {MODES}.")
     host.tune_malloc()  # XLA:CPU steps re-fault their buffers otherwise (launch/host.py)
+    host.quiet_backend_probe()
     try:
         multihost.initialize_from_flags()  # before anything touches jax devices
         result = modes.run(mode, _CONFIG.value, _WORKDIR.value, runs=_RUNS.value)

@@ -23,6 +23,7 @@ import glob
 import json
 import math
 import os
+import re
 import time
 from collections import defaultdict
 from collections.abc import Iterator, Mapping
@@ -69,6 +70,8 @@ def mfu(flops_per_second: float, device_kind: str, num_devices: int,
         return None
     return flops_per_second / (peak * num_devices)
 
+
+_TB_ILLEGAL = re.compile(r"[^-/\w.]")  # what tensorboard rewrites to "_" in a tag
 
 class PhaseTimer:
     """Accumulates wall time per named phase: ``with timer("train"): ...``; ``pop()`` resets."""
@@ -125,8 +128,8 @@ class MetricWriter:
             return
         clean = {k: float(v) for k, v in metrics.items() if v is not None}
         for k, v in clean.items():
-            if math.isfinite(v):
-                self._tb.add_scalar(k, v, step)
+            if math.isfinite(v):  # TB's own name rule, applied here so it logs no line per tag
+                self._tb.add_scalar(_TB_ILLEGAL.sub("_", k), v, step)
         row = {"step": int(step), "time": time.time(),
                **{k: (v if math.isfinite(v) else str(v)) for k, v in clean.items()}}
         self._jsonl.write(json.dumps(row) + "\n")

@@ -143,12 +143,9 @@ def iteration(run: loop.LoopRun, buf, it: int, guard, max_iterations: int | None
     loop.maybe_eval_and_save(run, it + 1, last, host, {"train": run.state,
                                                        "buffer": buf.state_dict()}, preempt)
     phases = loop.end_iteration(run, it + 1, host)
-    total = sum(phases.values())
-    loop.log_table(f"[search_and_learn] iteration {it + 1}/{sl['iterations']}: self-play "
-                   f"solve {host['selfplay/solve_rate']:.3f}, loss {host['train/loss']:.4f}",
-                   [(p, f"{phases.get(f'time/{p}_s', 0.0):.2f}",
-                     f"{100 * phases.get(f'time/{p}_s', 0.0) / max(total, 1e-9):.0f}%")
-                    for p in PHASES], ("phase", "seconds", "share"))
+    loop.log_iteration(f"[search_and_learn] iteration {it + 1}/{sl['iterations']}: self-play "
+                       f"solve {host['selfplay/solve_rate']:.3f}, loss {host['train/loss']:.4f}",
+                       {p: phases.get(f"time/{p}_s", 0.0) for p in PHASES}, it == run.it0)
     if preempt:
         return "paused" if pause else "preempted"
     if out_of_time:
