@@ -103,9 +103,10 @@ def table(results: dict) -> str:
     return "\n".join(lines)
 
 
-def plot(all_curves: dict, path: str) -> None:
-    """Value accuracy (top row) and policy top-1 (bottom row) at n = 3, 4, 5 on held-out walk
-    states against training FLOPs, one line per variant."""
+def plot(all_curves: dict, path: str, probes: tuple[str, ...] = ("walk",)) -> None:
+    """Value accuracy (top row) and policy top-1 (bottom row) at n = 3, 4, 5 on the held-out
+    ``probes`` sets (walk and/or start states) against training FLOPs, one line per variant and
+    probe set; written atomically."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -116,21 +117,26 @@ def plot(all_curves: dict, path: str) -> None:
     for row, (metric, label) in enumerate((("value_acc", "value accuracy"),
                                            ("policy_top1", "policy top-1 keeps solvable"))):
         for col, n in enumerate((3, 4, 5)):
-            ax, key = axes[row, col], f"probe/walk/n{n}/{metric}"
+            ax = axes[row, col]
             for name, rows in all_curves.items():
-                pts = [(r["flops"], r[key]) for r in rows if key in r and r["flops"] > 0]
-                if pts:
-                    ax.plot(*zip(*pts, strict=True), marker="o", ms=3, label=name)
+                for probe in probes:
+                    key = f"probe/{probe}/n{n}/{metric}"
+                    pts = [(r["flops"], r[key]) for r in rows if key in r and r["flops"] > 0]
+                    if pts:
+                        ax.plot(*zip(*pts, strict=True), marker="o", ms=3,
+                                label=name if len(probes) == 1 else f"{name}, {probe} states")
             ax.set_xscale("log")
             ax.xaxis.set_minor_formatter(NullFormatter())
-            ax.set_title(f"{label}, held-out walk states, n={n}", fontsize=10)
+            ax.set_title(f"{label}, held-out {' / '.join(probes)} states, n={n}", fontsize=10)
             ax.grid(alpha=0.3)
             if row == 1:
                 ax.set_xlabel("training FLOPs")
     axes[0, 0].legend(fontsize=8)
     fig.tight_layout()
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    fig.savefig(path, dpi=100)
+    tmp = f"{path}.tmp-{os.getpid()}.png"
+    fig.savefig(tmp, dpi=100)
+    os.replace(tmp, path)  # a half-written figure is never visible
     plt.close(fig)
 
 

@@ -35,7 +35,6 @@ import argparse
 import time
 
 import jax
-import numpy as np
 
 from benchmarks.common import best_wall, jax_gemm_flop_s, write_json
 
@@ -101,11 +100,8 @@ def k_per_call(s, loader, log_every: int, k: int, device_only: bool = False):
 
     feeder = fast_loop.Feeder(loader)
     first = loader.batches(0, k)
-    one = {n: jax.ShapeDtypeStruct(v.shape[1:], v.dtype) for n, v in first.items()}
-    zeros = jax.eval_shape(s.program.train_step, s.abs_state, one)[1]
-    prog = s.program.train_steps.lower(s.abs_state, zeros,
-                                       fast_loop.abstract_stack(first, k)).compile()
-    fresh = lambda: jax.tree.map(lambda z: jax.numpy.zeros(z.shape, z.dtype), zeros)
+    shapes, progs = fast_loop.compile_programs(s.program, first, {k})
+    prog, fresh = progs[k], lambda: fast_loop.zeros(shapes)
 
     def run(state, start, n):
         acc = fresh()
@@ -219,5 +215,4 @@ def main(argv=None) -> dict:
 
 
 if __name__ == "__main__":
-    np.set_printoptions(precision=3)
     main()

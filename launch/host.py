@@ -66,8 +66,8 @@ def compile_cache(setting: str = "auto") -> str:
 
     ``setting``: "auto" (``$JAX_COMPILATION_CACHE_DIR``, else ``~/.cache/zero24/jax``), a
     folder, or "" (off). Why on by default: every run of the same model recompiles the same
-    train, eval and search programs (12-25 s of a small run's start); the cache serves them from
-    disk on the second start. Programs that compile in under 0.1 s are not worth a file.
+    train, eval and search programs (8-15 s of a sweep-sized run's start); the cache serves
+    them from disk on the second start. Programs that compile in under 0.1 s are not worth a file.
     """
     import jax
 

@@ -56,16 +56,14 @@ NUM_FEATURES = NUM_SCALAR + 4 * len(PERIODS)  # 87
 LOG_SCALE = math.log(game.INT32_SAFE_MAX_ABS + 1)
 
 
-
-
 def _fourier_tables() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(row offset of each period, sin, cos) of every angle 2 pi r / P, r < P, as float32.
 
     Why a table: the features are pure functions of (m mod P, P), and a table gather costs a
     third of evaluating sin and cos (XLA:CPU computes them per element); the pair head of
-    ``pair_results`` evaluates them for every (pair, op) result, which was 80% of a small
-    model's train step (``benchmarks/bench_train.py``). The angle is formed in float32 exactly
-    as before (f32(2 pi) / P * r), its sine rounded once from float64."""
+    ``pair_results`` evaluates them for every (pair, op) result: its result features took
+    2.6 of the 3.3 ms of a d1w8 train step (batch 64) on 2 CPU cores. The angle is formed in
+    float32 exactly as before (f32(2 pi) / P * r), its sine rounded once from float64."""
     p = np.array(PERIODS, np.int64)
     ang = np.concatenate([np.float32(2 * np.pi) / np.float32(q) * np.arange(q, dtype=np.float32)
                           for q in p]).astype(np.float64)
@@ -74,6 +72,7 @@ def _fourier_tables() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 _FOURIER_TABLES = _fourier_tables()
+
 
 TYPE_TARGET, TYPE_SLOT, TYPE_DEAD = range(3)  # rows of PackedEmbedding.types
 NUM_TYPES = 3

@@ -1,8 +1,8 @@
 """The supervised loop's hot path: K updates per dispatch, the next stack already on the device.
 
-Why: a sweep-sized model's update takes ~0.1 ms of FLOPs, while one jitted call, one host batch
-and one device-side metric add cost about a millisecond; one call per update left the machine
-idle (``benchmarks/bench_train.py`` measures both ways side by side). So the loop
+Why: with one call per update, the host's share (the call, a batch built and transferred, a
+device-side metric add) cost ~0.9 ms per update of a sweep-sized model next to its 2.6 ms step
+(``benchmarks/bench_train.py`` measures both ways side by side). So the loop
 
 - runs ``train.steps.train_steps``: a ``lax.scan`` of the ordinary micro-step over a [K, B, ...]
   stack of batches, summing the metrics on the device (``train.steps_per_call``, 0 = from the
@@ -18,11 +18,11 @@ such points the loop calls the K-program while K updates fit and single updates 
 so only two executables exist (K and 1), and the metrics rows, evals and checkpoints fall on
 exactly the updates of a one-update-per-call run.
 
-Determinism: the chunk lengths are a function of the update number and the config alone, and
-a checkpoint is always taken at a boundary, so a resumed run replays the same calls on the same
-batches as an uninterrupted one: its parameters are bit-identical
-(``tests/test_fast_loop.py``). A run with another K computes the same updates, equal up to
-float reassociation in XLA's fusion of the scanned step.
+Determinism: the chunk lengths are a function of the update number and the config alone, so
+a run resumed from a periodic checkpoint replays the same calls on the same batches as an
+uninterrupted one. On XLA:CPU a scanned step also computes the same bits as a single one, so a
+resume off the K grid (after SIGTERM) ends bit-identical too (``tests/test_train_e2e.py``, K = 5);
+on other backends another K may differ by float reassociation.
 """
 
 from __future__ import annotations
@@ -98,8 +98,10 @@ class Feeder:
             return ahead[1]
         return self.loader.batches(position, count)
 
-    def prefetch(self, position: int, count: int) -> None:
+    def prefetch(self, position: int, count: int) -> dict[str, jax.Array]:
+        """Starts the transfer of that stack and returns it (``take`` hands it out next)."""
         self._ahead = ((position, count), self.loader.batches(position, count))
+        return self._ahead[1]
 
 
 def abstract_stack(batches: Mapping[str, jax.Array], count: int) -> dict:
@@ -107,3 +109,18 @@ def abstract_stack(batches: Mapping[str, jax.Array], count: int) -> dict:
     with its sharding: what the K-program is compiled for before its first stack exists."""
     return {k: jax.ShapeDtypeStruct((count,) + v.shape[1:], v.dtype, sharding=v.sharding)
             for k, v in batches.items()}
+
+
+def compile_programs(program, first: Mapping[str, jax.Array], counts) -> tuple[dict, dict]:
+    """(metric-sum shapes, {count: ``program.train_steps`` compiled for [count, B, ...]
+    stacks}) for stacks shaped like ``first`` (a ``setup.TrainProgram``; nothing runs)."""
+    one = {k: jax.ShapeDtypeStruct(v.shape[1:], v.dtype) for k, v in first.items()}
+    shapes = jax.eval_shape(program.train_step, program.abs_state, one)[1]
+    return shapes, {n: program.train_steps.lower(program.abs_state, shapes,
+                                                 abstract_stack(first, n)).compile()
+                    for n in sorted(counts)}
+
+
+def zeros(shapes: Mapping[str, jax.ShapeDtypeStruct]) -> dict[str, jax.Array]:
+    """Fresh metric sums (the programs donate theirs)."""
+    return {k: jax.numpy.zeros(v.shape, v.dtype) for k, v in shapes.items()}

@@ -73,6 +73,7 @@ def mfu(flops_per_second: float, device_kind: str, num_devices: int,
 
 _TB_ILLEGAL = re.compile(r"[^-/\w.]")  # what tensorboard rewrites to "_" in a tag
 
+
 class PhaseTimer:
     """Accumulates wall time per named phase: ``with timer("train"): ...``; ``pop()`` resets."""
 

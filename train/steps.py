@@ -199,8 +199,9 @@ def init_train_state(model_cfg: ModelConfig, tok_cfg: tokenizer.TokenizerConfig,
     return graphdef, init(), shardings
 
 
-def batch_shardings(mesh: Mesh) -> dict[str, NamedSharding]:
-    s = mesh_lib.batch_sharding(mesh)
+def batch_shardings(mesh: Mesh, stacked: bool = False) -> dict[str, NamedSharding]:
+    """Shardings of a batch's fields; ``stacked``: of a [K, B, ...] stack of batches."""
+    s = (mesh_lib.stacked_batch_sharding if stacked else mesh_lib.batch_sharding)(mesh)
     return {k: s for k in ("tokens", "policy", "legal", "value", "weight")}
 
 
@@ -211,18 +212,12 @@ def jit_train_step(graphdef, tx, loss_cfg: Mapping[str, Any], state_shardings, m
                    out_shardings=(state_shardings, mesh_lib.replicated(mesh)), donate_argnums=0)
 
 
-def stacked_shardings(mesh: Mesh) -> dict[str, NamedSharding]:
-    """``batch_shardings`` for [K, B, ...] stacks: the step axis replicated, B data-parallel."""
-    s = mesh_lib.stacked_batch_sharding(mesh)
-    return {k: s for k in ("tokens", "policy", "legal", "value", "weight")}
-
-
 def jit_train_steps(graphdef, tx, loss_cfg: Mapping[str, Any], state_shardings, mesh: Mesh):
     """``train_steps`` jitted with explicit shardings; state and metric sums are donated. One
     executable per stack length K (the loop uses two: K and 1)."""
     fn = functools.partial(train_steps, graphdef=graphdef, tx=tx, loss_cfg=dict(loss_cfg))
     rep = mesh_lib.replicated(mesh)
-    return jax.jit(fn, in_shardings=(state_shardings, rep, stacked_shardings(mesh)),
+    return jax.jit(fn, in_shardings=(state_shardings, rep, batch_shardings(mesh, stacked=True)),
                    out_shardings=(state_shardings, rep), donate_argnums=(0, 1))
 
 

@@ -252,15 +252,10 @@ def compile_steps(p: Progress) -> None:
     if p.update >= total:
         return
     with p.timer("data"):
-        p.feeder.prefetch(p.update * accum, chunk(p, p.update) * accum)
-    first = p.feeder._ahead[1]
-    one = {k: jax.ShapeDtypeStruct(v.shape[1:], v.dtype) for k, v in first.items()}
-    p.zeros = jax.eval_shape(s.program.train_step, s.abs_state, one)[1]
+        first = p.feeder.prefetch(p.update * accum, chunk(p, p.update) * accum)
     sizes = {accum} | ({p.k * accum} if p.k > 1 and total - p.update >= p.k else set())
     with p.timer("compile"):
-        for n in sorted(sizes):
-            p.programs[n] = s.program.train_steps.lower(
-                s.abs_state, p.zeros, fast_loop.abstract_stack(first, n)).compile()
+        p.zeros, p.programs = fast_loop.compile_programs(s.program, first, sizes)
     if jax.process_index() == 0:
         mem = p.programs[max(sizes)].memory_analysis()
         logging.info("compiled train step memory: %s", mem)
@@ -280,7 +275,7 @@ def train_phase(p: Progress) -> None:
         batches = p.feeder.take(p.update * accum, n * accum)
     with p.timer("train"):
         if p.acc is None:
-            p.acc = jax.tree.map(lambda z: jax.numpy.zeros(z.shape, z.dtype), p.zeros)
+            p.acc = fast_loop.zeros(p.zeros)
         p.state, p.acc = p.programs[n * accum](p.state, p.acc, batches)
     p.n_acc += n * accum
     p.update += n
